@@ -1,0 +1,51 @@
+# Development loop. Every target installs what it needs into .venv first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DIGEST := $(VENV)/bin/digest
+RUN_DB ?= build/example.db
+# torch is pinned to the CPU build that this machine kind keeps on disk; an
+# unpinned torch would pull a multi-GB CUDA build from the registry.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install install-base run test lint fmt bench eval clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e '.[dev,embed]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The light install (no torch): what a user gets from `pip install digest`.
+install-base:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+
+run: install
+	mkdir -p build
+	rm -f $(RUN_DB) $(RUN_DB)-wal $(RUN_DB)-shm
+	DIGEST_DB=$(RUN_DB) $(DIGEST) ingest examples/dumps examples/feeds examples/items
+	DIGEST_DB=$(RUN_DB) $(DIGEST) stats
+
+lint: install
+	$(VENV)/bin/ruff check digest tests bench
+	$(VENV)/bin/ruff format --check digest tests bench
+
+fmt: install
+	$(VENV)/bin/ruff format digest tests bench
+	$(VENV)/bin/ruff check --fix digest tests bench
+
+test: lint
+	$(VENV)/bin/pytest
+
+bench: install
+	$(PY) bench/bench_ingest.py --write docs/benchmarks.md
+
+eval: install
+	$(DIGEST) evaluate --citeulike ../shared/datasets/citeulike-a --seeds 0,1,2 --write docs/evaluation.md
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache .hypothesis

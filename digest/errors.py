@@ -1,0 +1,32 @@
+"""One family of exceptions: the CLI turns any of them into a one-line message."""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """Base class for every error digest reports to a user."""
+
+
+class ParseError(DigestError):
+    """An input file could not be read as the format it claims or appears to be."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        self.path = path
+        self.line = line
+        self.reason = message
+        where = path or "<input>"
+        if line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {message}")
+
+
+class StorageError(DigestError):
+    """The database could not be opened, migrated or written."""
+
+
+class ConfigError(DigestError):
+    """A profile, configuration file or option is invalid."""
+
+
+class ModelError(DigestError):
+    """The model is missing, stale or was asked to do something it cannot."""

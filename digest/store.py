@@ -1,0 +1,432 @@
+"""All SQL lives here: the schema, its named migrations, and every query.
+
+The database is one SQLite file in WAL mode, opened through sqlite-utils. Hot paths
+(ingest, key lookups) use prepared statements on the same connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from digest.dedup import Candidate
+from digest.errors import StorageError
+
+DEFAULT_DB = "digest.db"
+ENV_DB = "DIGEST_DB"
+
+
+def now_iso() -> str:
+    """UTC timestamp for audit columns."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """Items, their dedup keys, every record seen, sources and ingest runs."""
+    db.executescript(
+        """
+        CREATE TABLE sources (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            location TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE items (
+            id TEXT PRIMARY KEY,
+            canonical_key TEXT NOT NULL,
+            title TEXT NOT NULL,
+            abstract TEXT NOT NULL DEFAULT '',
+            url TEXT,
+            authors TEXT NOT NULL DEFAULT '[]',
+            tags TEXT NOT NULL DEFAULT '[]',
+            source_id INTEGER REFERENCES sources(id),
+            first_seen TEXT NOT NULL,
+            published TEXT,
+            content_hash TEXT NOT NULL,
+            arxiv_id TEXT,
+            doi TEXT,
+            code_url TEXT,
+            project_urls TEXT NOT NULL DEFAULT '[]',
+            external_id TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX items_first_seen ON items(first_seen);
+        CREATE TABLE item_keys (
+            key TEXT PRIMARY KEY,
+            item_id TEXT NOT NULL REFERENCES items(id)
+        ) WITHOUT ROWID;
+        CREATE INDEX item_keys_item ON item_keys(item_id);
+        CREATE TABLE ingest_runs (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            format TEXT,
+            source_id INTEGER REFERENCES sources(id),
+            file_hash TEXT,
+            day TEXT,
+            status TEXT NOT NULL,
+            entries INTEGER NOT NULL DEFAULT 0,
+            new INTEGER NOT NULL DEFAULT 0,
+            duplicates INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            warnings TEXT NOT NULL DEFAULT '[]',
+            started_at TEXT NOT NULL,
+            finished_at TEXT
+        );
+        CREATE INDEX ingest_runs_hash ON ingest_runs(file_hash, status);
+        CREATE TABLE records (
+            id INTEGER PRIMARY KEY,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            source_id INTEGER NOT NULL REFERENCES sources(id),
+            run_id INTEGER REFERENCES ingest_runs(id),
+            seen_on TEXT NOT NULL,
+            title TEXT NOT NULL,
+            abstract TEXT NOT NULL DEFAULT '',
+            url TEXT,
+            record_hash TEXT NOT NULL,
+            match TEXT NOT NULL,
+            score REAL,
+            UNIQUE(source_id, record_hash)
+        );
+        CREATE INDEX records_item ON records(item_id);
+        """
+    )
+    db["items"].enable_fts(["title", "abstract"], create_triggers=True, tokenize="porter")
+
+
+def m002_readers_feedback(db: sqlite_utils.Database) -> None:
+    """Readers (by handle), feedback events, and the send ledger ranking reads."""
+    db.executescript(
+        """
+        CREATE TABLE readers (
+            handle TEXT PRIMARY KEY,
+            name TEXT,
+            email TEXT,
+            origin TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            reader TEXT NOT NULL REFERENCES readers(handle),
+            item_id TEXT NOT NULL REFERENCES items(id),
+            event TEXT NOT NULL,
+            tag TEXT NOT NULL DEFAULT '',
+            time TEXT NOT NULL,
+            origin TEXT,
+            UNIQUE(reader, item_id, event, tag, time)
+        );
+        CREATE INDEX events_reader ON events(reader, event);
+        CREATE INDEX events_item ON events(item_id);
+        CREATE TABLE sends (
+            reader TEXT NOT NULL REFERENCES readers(handle),
+            item_id TEXT NOT NULL REFERENCES items(id),
+            channel TEXT NOT NULL,
+            digest_date TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            PRIMARY KEY (reader, item_id, channel)
+        ) WITHOUT ROWID;
+        CREATE INDEX sends_item ON sends(item_id);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    m001_initial,
+    m002_readers_feedback,
+]
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """The columns of a brand-new item row."""
+
+    id: str
+    canonical_key: str
+    title: str
+    abstract: str
+    url: str | None
+    authors: tuple[str, ...]
+    tags: tuple[str, ...]
+    source_id: int
+    first_seen: str
+    published: str | None
+    content_hash: str
+    arxiv_id: str | None
+    doi: str | None
+    code_url: str | None
+    project_urls: tuple[str, ...]
+    external_id: str | None
+
+
+class Store:
+    """The digest database. Use `Store.open(path)`; close it when done."""
+
+    def __init__(self, db: sqlite_utils.Database, path: str):
+        self.db = db
+        self.path = path
+        self.conn: sqlite3.Connection = db.conn
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Store:
+        """Open (creating if needed) and migrate the database at `path`."""
+        location = str(path or os.environ.get(ENV_DB) or DEFAULT_DB)
+        if location != ":memory:" and not Path(location).parent.exists():
+            raise StorageError(f"{location}: directory does not exist")
+        try:
+            conn = sqlite3.connect(location, isolation_level=None, timeout=30)
+            db = sqlite_utils.Database(conn)
+            if location != ":memory:":
+                db.enable_wal()
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            store = cls(db, location)
+            store.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{location}: not a usable digest database ({exc})") from None
+        return store
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema -------------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply every migration not yet recorded; return the names applied."""
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+        )
+        done = {row[0] for row in self.conn.execute("SELECT name FROM _migrations")}
+        applied = []
+        for migration in MIGRATIONS:
+            if migration.__name__ in done:
+                continue
+            with self.transaction():
+                migration(self.db)
+                self.conn.execute(
+                    "INSERT INTO _migrations VALUES (?, ?)", (migration.__name__, now_iso())
+                )
+            applied.append(migration.__name__)
+        return applied
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations recorded in this database, in order applied."""
+        return [r[0] for r in self.conn.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of work: everything inside commits together or not at all."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- sources and runs ---------------------------------------------------------------
+
+    def source_id(self, name: str, kind: str, location: str | None) -> int:
+        """The id of the named source, creating it on first use."""
+        row = self.conn.execute("SELECT id FROM sources WHERE name = ?", (name,)).fetchone()
+        if row:
+            return row[0]
+        cur = self.conn.execute(
+            "INSERT INTO sources (name, kind, location, created_at) VALUES (?, ?, ?, ?)",
+            (name, kind, location, now_iso()),
+        )
+        return int(cur.lastrowid)
+
+    def file_seen(self, file_hash: str) -> bool:
+        """True when a file with exactly these bytes was ingested successfully before."""
+        row = self.conn.execute(
+            "SELECT 1 FROM ingest_runs WHERE file_hash = ? AND status = 'ok' LIMIT 1",
+            (file_hash,),
+        ).fetchone()
+        return row is not None
+
+    def record_run(self, **fields: Any) -> int:
+        """Insert an ingest-run row and return its id."""
+        fields.setdefault("started_at", now_iso())
+        if "warnings" in fields:
+            fields["warnings"] = json.dumps(fields["warnings"])
+        cols = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        cur = self.conn.execute(
+            f"INSERT INTO ingest_runs ({cols}) VALUES ({marks})", tuple(fields.values())
+        )
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, **fields: Any) -> None:
+        """Fill in a run's counts and mark it finished."""
+        fields["finished_at"] = now_iso()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.conn.execute(f"UPDATE ingest_runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+
+    # -- dedup keys and items -----------------------------------------------------------
+
+    def lookup_keys(self, keys: Iterable[str]) -> dict[str, str]:
+        """Map each known dedup key to the item it belongs to."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        rows = self.conn.execute(f"SELECT key, item_id FROM item_keys WHERE key IN ({marks})", keys)
+        return dict(rows.fetchall())
+
+    def candidates(self, item_ids: Iterable[str]) -> list[Candidate]:
+        """Existing items as dedup candidates (normalised text is recomputed by dedup)."""
+        from digest.text import normalize
+
+        ids = list(item_ids)
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            f"SELECT id, title, abstract, arxiv_id, doi FROM items WHERE id IN ({marks})", ids
+        )
+        return [Candidate(r[0], normalize(r[1]), normalize(r[2]), r[3], r[4]) for r in rows]
+
+    def add_keys(self, item_id: str, keys: Iterable[str]) -> None:
+        """Attach dedup keys to an item; a key already owned by another item stays there."""
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO item_keys (key, item_id) VALUES (?, ?)",
+            [(k, item_id) for k in keys],
+        )
+
+    def item_exists(self, item_id: str) -> bool:
+        """True when an item with this id is stored."""
+        return (
+            self.conn.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is not None
+        )
+
+    def insert_item(self, item: NewItem) -> None:
+        """Insert a new item (FTS is kept in step by triggers)."""
+        self.conn.execute(
+            """INSERT INTO items (id, canonical_key, title, abstract, url, authors, tags,
+               source_id, first_seen, published, content_hash, arxiv_id, doi, code_url,
+               project_urls, external_id, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                item.id, item.canonical_key, item.title, item.abstract, item.url,
+                json.dumps(list(item.authors)), json.dumps(list(item.tags)), item.source_id,
+                item.first_seen, item.published, item.content_hash, item.arxiv_id, item.doi,
+                item.code_url, json.dumps(list(item.project_urls)), item.external_id, now_iso(),
+            ),
+        )  # fmt: skip
+
+    def enrich_item(self, item_id: str, fields: dict[str, str | None]) -> None:
+        """Fill columns that are still empty with what a later record knows."""
+        for column, value in fields.items():
+            if value:
+                self.conn.execute(
+                    f"UPDATE items SET {column} = ? WHERE id = ? "
+                    f"AND ({column} IS NULL OR {column} = '')",
+                    (value, item_id),
+                )
+
+    def insert_record(self, **fields: Any) -> bool:
+        """Store one sighting; False when this source already showed this exact record."""
+        cols = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        cur = self.conn.execute(
+            f"INSERT OR IGNORE INTO records ({cols}) VALUES ({marks})", tuple(fields.values())
+        )
+        return cur.rowcount == 1
+
+    def record_exists(self, source_id: int, record_hash: str) -> bool:
+        """True when this source already showed this exact record."""
+        row = self.conn.execute(
+            "SELECT 1 FROM records WHERE source_id = ? AND record_hash = ?",
+            (source_id, record_hash),
+        ).fetchone()
+        return row is not None
+
+    # -- queries ------------------------------------------------------------------------
+
+    def items(
+        self,
+        *,
+        new_on: str | None = None,
+        search: str | None = None,
+        ids: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Items, optionally those first seen on a day, matching a search, or by id."""
+        where, params = [], []
+        sql = "SELECT items.* FROM items"
+        if search:
+            sql += " JOIN items_fts ON items_fts.rowid = items.rowid"
+            where.append("items_fts MATCH ?")
+            params.append(self.db.quote_fts(search))
+        if new_on:
+            where.append("items.first_seen = ?")
+            params.append(new_on)
+        if ids is not None:
+            id_list = list(ids)
+            where.append(f"items.id IN ({','.join('?' * len(id_list))})")
+            params.extend(id_list)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY items.first_seen, items.rowid"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_decode_item(row) for row in self.db.query(sql, params)]
+
+    def duplicates_of(self, item_id: str) -> list[dict[str, Any]]:
+        """Every record linked to an item, with how it was matched."""
+        return list(
+            self.db.query(
+                "SELECT records.*, sources.name AS source FROM records "
+                "JOIN sources ON sources.id = records.source_id WHERE item_id = ? "
+                "ORDER BY records.id",
+                [item_id],
+            )
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for `digest stats`: table sizes and new items per day."""
+
+        def count(table: str) -> int:
+            return self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+        per_day = self.conn.execute(
+            "SELECT first_seen, count(*) FROM items GROUP BY first_seen ORDER BY first_seen"
+        ).fetchall()
+        runs = self.conn.execute(
+            "SELECT status, count(*) FROM ingest_runs GROUP BY status"
+        ).fetchall()
+        return {
+            "items": count("items"),
+            "records": count("records"),
+            "sources": count("sources"),
+            "readers": count("readers"),
+            "events": count("events"),
+            "sends": count("sends"),
+            "runs": dict(runs),
+            "new_per_day": dict(per_day),
+        }
+
+
+def _decode_item(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("authors", "tags", "project_urls"):
+        if isinstance(row.get(key), str):
+            row[key] = json.loads(row[key])
+    return row
