@@ -79,9 +79,9 @@ def fingerprint(record: ItemRecord) -> Fingerprint:
     url = normalize_url(record.url)
     if url and not url.startswith("arxiv.org/abs/"):
         exact.append(f"url:{url}")
-    exact.append(f"title:{digest_of(title)}")
+    exact.append(f"title:{_short(title)}")
     if len(abstract) >= MIN_ABSTRACT:
-        exact.append(f"abstract:{digest_of(abstract)}")
+        exact.append(f"abstract:{_short(abstract)}")
     return Fingerprint(
         title=title,
         abstract=abstract,
@@ -92,16 +92,21 @@ def fingerprint(record: ItemRecord) -> Fingerprint:
     )
 
 
+def _short(text: str) -> str:
+    """A 64-bit hash: keys stay small, collisions stay negligible below billions."""
+    return digest_of(text)[:16]
+
+
 def _blocking_keys(title: str, abstract: str) -> tuple[str, ...]:
     keys = []
     words = title.split()
     if len(words) > _BLOCK_WORDS:
-        keys.append("tb:" + " ".join(words[:_BLOCK_WORDS]))
-        keys.append("te:" + " ".join(words[-_BLOCK_WORDS:]))
+        keys.append("tb:" + _short(" ".join(words[:_BLOCK_WORDS])))
+        keys.append("te:" + _short(" ".join(words[-_BLOCK_WORDS:])))
     awords = abstract.split()
-    if len(abstract) >= MIN_ABSTRACT and len(awords) > 2 * _ABSTRACT_BLOCK_WORDS:
-        keys.append("ab:" + digest_of(" ".join(awords[:_ABSTRACT_BLOCK_WORDS])))
-        keys.append("ae:" + digest_of(" ".join(awords[-_ABSTRACT_BLOCK_WORDS:])))
+    if len(abstract) >= MIN_ABSTRACT and len(awords) >= _ABSTRACT_BLOCK_WORDS + 4:
+        keys.append("ab:" + _short(" ".join(awords[:_ABSTRACT_BLOCK_WORDS])))
+        keys.append("ae:" + _short(" ".join(awords[-_ABSTRACT_BLOCK_WORDS:])))
     return tuple(keys)
 
 

@@ -7,14 +7,17 @@ other files in the same call still ingest.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from digest.dedup import find_match, fingerprint, item_id_for
+from digest.dedup import Candidate, Fingerprint, find_match, fingerprint, item_id_for
 from digest.errors import DigestError, ParseError
-from digest.parsers import expand_paths, is_url, parse_location, read_bytes
+from digest.parsers import expand_paths, is_url, parse_location, peek_day, read_bytes
 from digest.records import ItemRecord, ParseResult
 from digest.store import NewItem, Store
 from digest.text import digest_of
@@ -65,6 +68,11 @@ class _Parsed:
     file_hash: str
     result: ParseResult | None = None
     error: str | None = None
+    fingerprints: list[Fingerprint] = field(default_factory=list)
+
+
+#: Files parsed ahead of the writer; bounds memory while both cores stay busy.
+_WINDOW = 4
 
 
 def ingest(
@@ -77,21 +85,46 @@ def ingest(
     source: str | None = None,
     progress: Callable[[FileOutcome], None] | None = None,
 ) -> IngestSummary:
-    """Ingest files, directories and URLs; dumps are taken in date order."""
+    """Ingest files, directories and URLs; dumps are taken in date order.
+
+    Parsing and fingerprinting run in a worker process ahead of the writer, which
+    keeps a second core busy; writing stays in this process, one file at a time.
+    """
     today = today or date.today()
+    fallback = given or today
+    ordered = sorted(expand_paths(locations), key=lambda loc: _order_key(loc, fmt, given, today))
+    index = KeyIndex(store)
     summary = IngestSummary()
-    parsed = [_parse_one(loc, fmt, given, today) for loc in expand_paths(locations)]
-    for item in sorted(parsed, key=lambda p: _order_key(p, given or today)):
-        outcome = _ingest_parsed(store, item, given or today, source)
+    for parsed in _parse_all(ordered, fmt, given, today):
+        outcome = _ingest_parsed(store, index, parsed, fallback, source)
         summary.files.append(outcome)
         if progress:
             progress(outcome)
     return summary
 
 
-def _order_key(parsed: _Parsed, fallback: date) -> tuple[str, str]:
-    day = parsed.result.day if parsed.result and parsed.result.day else fallback
-    return day.isoformat(), parsed.location
+def _order_key(location: str, fmt: str, given: date | None, today: date) -> tuple[str, str]:
+    """Dumps sort by their own day (read from the first lines), the rest by `--date`/today."""
+    peek = not is_url(location) and fmt in ("auto", "dump")
+    day = peek_day(location, given, today) if peek else None
+    return (day or given or today).isoformat(), location
+
+
+def _parse_all(
+    locations: list[str], fmt: str, given: date | None, today: date
+) -> Iterator[_Parsed]:
+    if len(locations) < 2:
+        yield from (_parse_one(loc, fmt, given, today) for loc in locations)
+        return
+    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        pending: deque[Future[_Parsed]] = deque()
+        queue = iter(locations)
+        for location in queue:
+            pending.append(pool.submit(_parse_one, location, fmt, given, today))
+            if len(pending) >= _WINDOW:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _parse_one(location: str, fmt: str, given: date | None, today: date) -> _Parsed:
@@ -99,13 +132,13 @@ def _parse_one(location: str, fmt: str, given: date | None, today: date) -> _Par
         data = read_bytes(location)
         file_hash = hashlib.sha256(data).hexdigest()
         result = parse_location(location, fmt=fmt, given=given, today=today)
-        return _Parsed(location, file_hash, result)
+        return _Parsed(location, file_hash, result, None, [fingerprint(r) for r in result.items])
     except ParseError as exc:
         return _Parsed(location, "", error=str(exc))
 
 
 def _ingest_parsed(
-    store: Store, parsed: _Parsed, fallback: date, source: str | None
+    store: Store, index: KeyIndex, parsed: _Parsed, fallback: date, source: str | None
 ) -> FileOutcome:
     if parsed.error is not None or parsed.result is None:
         store.record_run(path=parsed.location, status="error", errors=1, error=parsed.error)
@@ -120,11 +153,34 @@ def _ingest_parsed(
         return outcome
     try:
         with store.transaction():
-            _store_items(store, parsed, outcome, source)
+            index.refresh()
+            _store_items(store, index, parsed, outcome, source)
     except DigestError as exc:
         store.record_run(path=parsed.location, status="error", errors=1, error=str(exc))
         return FileOutcome(parsed.location, "error", error=str(exc))
+    finally:
+        index.refresh()
     return outcome
+
+
+class KeyIndex:
+    """Every dedup key in memory, so a record costs a dict probe, not a query.
+
+    It catches up from the table (by rowid) at the start of each file's transaction,
+    so keys another process wrote in the meantime are seen before they matter.
+    """
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.keys: dict[str, str] = {}
+        self.last_rowid = 0
+        self._ids: dict[str, str] = {}
+
+    def refresh(self) -> None:
+        """Load keys written since the last refresh (committed or in this transaction)."""
+        self.last_rowid, rows = self.store.keys_since(self.last_rowid)
+        for key, item_id in rows:
+            self.keys.setdefault(key, self._ids.setdefault(item_id, item_id))
 
 
 def _source_for(result: ParseResult, location: str, override: str | None) -> tuple[str, str]:
@@ -138,7 +194,9 @@ def _source_for(result: ParseResult, location: str, override: str | None) -> tup
     return name or Path(location).stem, result.format
 
 
-def _store_items(store: Store, parsed: _Parsed, outcome: FileOutcome, override: str | None) -> None:
+def _store_items(
+    store: Store, index: KeyIndex, parsed: _Parsed, outcome: FileOutcome, override: str | None
+) -> None:
     result = parsed.result
     assert result is not None  # checked by the caller
     name, kind = _source_for(result, parsed.location, override)
@@ -148,59 +206,126 @@ def _store_items(store: Store, parsed: _Parsed, outcome: FileOutcome, override: 
         file_hash=parsed.file_hash, day=outcome.day, status="running",
         warnings=result.warnings,
     )  # fmt: skip
-    for record in result.items:
+    batch = Batch(store, index, source_id, run_id, outcome.day or "")
+    for record, fp in zip(result.items, parsed.fingerprints, strict=True):
         outcome.entries += 1
-        item_id, is_new = ingest_record(store, record, source_id, run_id, outcome.day or "")
+        item_id, is_new = batch.add(record, fp)
         if is_new:
             outcome.new += 1
             outcome.new_ids.append(item_id)
         else:
             outcome.duplicates += 1
+    batch.flush()
     store.finish_run(
         run_id, status="ok", entries=outcome.entries, new=outcome.new,
         duplicates=outcome.duplicates,
     )  # fmt: skip
 
 
+class Batch:
+    """The writes of one file, held in memory and flushed together.
+
+    Lookups see the database and the pending rows alike, so a paper repeated inside
+    one file is still one paper; flushing with executemany keeps ingest fast.
+    """
+
+    def __init__(self, store: Store, index: KeyIndex, source_id: int, run_id: int | None, day: str):
+        self.store = store
+        self.index = index
+        self.source_id = source_id
+        self.run_id = run_id
+        self.day = day
+        self.keys: dict[str, str] = {}
+        self.items: dict[str, tuple[NewItem, Candidate]] = {}
+        self.records: list[dict] = []
+        self.enrichments: list[tuple[str, dict[str, str | None]]] = []
+
+    def lookup(self, keys: Iterable[str]) -> dict[str, str]:
+        """Known keys -> item ids, pending ones included."""
+        found = {}
+        for key in keys:
+            item_id = self.keys.get(key) or self.index.keys.get(key)
+            if item_id:
+                found[key] = item_id
+        return found
+
+    def candidates(self, ids: Iterable[str]) -> list[Candidate]:
+        """Dedup candidates, pending ones included."""
+        ids = list(ids)
+        pending = [self.items[i][1] for i in ids if i in self.items]
+        stored = [i for i in ids if i not in self.items]
+        return pending + (self.store.candidates(stored) if stored else [])
+
+    def add(self, record: ItemRecord, fp: Fingerprint | None = None) -> tuple[str, bool]:
+        """Queue one record: a new item, or a linked sighting of an existing one.
+
+        Returns (item id, whether the item is new).
+        """
+        fp = fp or fingerprint(record)
+        record_hash = digest_of(self.day, fp.title, fp.abstract, record.url or "")
+        seen_key = f"rec:{self.source_id}:{record_hash[:20]}"
+        known = self.lookup((*fp.exact, *fp.blocking, seen_key))
+        if seen_key in known:
+            return known[seen_key], False
+        match = find_match(fp, lambda keys: known, self.candidates)
+        if match is None:
+            item_id = self._new_id(fp, known)
+            item = _new_item(record, fp, item_id, self.source_id, self.day)
+            cand = Candidate(item_id, fp.title, fp.abstract, record.arxiv_id, record.doi)
+            self.items[item_id] = (item, cand)
+            reason, score = "new", None
+        else:
+            item_id, reason, score = match.item_id, match.reason, match.score
+            self.enrichments.append((item_id, _enrichment(record)))
+        for key in (*fp.exact, *fp.blocking, seen_key):
+            self.keys.setdefault(key, item_id)
+        self.records.append(
+            dict(
+                item_id=item_id, source_id=self.source_id, run_id=self.run_id,
+                seen_on=self.day, title=record.title,
+                abstract="" if match is None else record.abstract, url=record.url,
+                record_hash=record_hash, match=reason, score=score,
+            )
+        )  # fmt: skip
+        return item_id, match is None
+
+    def _new_id(self, fp: Fingerprint, known: dict[str, str]) -> str:
+        item_id = item_id_for(fp)
+        if fp.canonical_key not in known:
+            return item_id
+        # The canonical key belongs to a paper this one conflicts with (same title,
+        # different arXiv id): derive a distinct id.
+        suffix = 2
+        candidate = f"{item_id}-{suffix}"
+        while candidate in self.items or self.store.item_exists(candidate):
+            suffix += 1
+            candidate = f"{item_id}-{suffix}"
+        return candidate
+
+    def flush(self) -> None:
+        """Write everything queued (inside the caller's transaction)."""
+        self.store.insert_items([item for item, _ in self.items.values()])
+        self.store.add_keys_bulk(self.keys.items())
+        self.store.insert_records(self.records)
+        for item_id, fields in self.enrichments:
+            self.store.enrich_item(item_id, fields)
+        self.items.clear()
+        self.keys.clear()
+        self.records.clear()
+        self.enrichments.clear()
+
+
 def ingest_record(
     store: Store, record: ItemRecord, source_id: int, run_id: int | None, day: str
 ) -> tuple[str, bool]:
-    """Store one record: a new item, or a linked sighting of an existing one.
-
-    Returns (item id, whether the item is new).
-    """
-    fp = fingerprint(record)
-    record_hash = digest_of(day, fp.title, fp.abstract, record.url or "")
-    if store.record_exists(source_id, record_hash):
-        match = store.lookup_keys(fp.exact[:1])
-        return next(iter(match.values()), ""), False
-    match = find_match(fp, store.lookup_keys, store.candidates)
-    if match is None:
-        item_id = _new_item_id(store, fp)
-        store.insert_item(_new_item(record, fp, item_id, source_id, day))
-        reason, score = "new", None
-    else:
-        item_id, reason, score = match.item_id, match.reason, match.score
-        store.enrich_item(item_id, _enrichment(record))
-    store.add_keys(item_id, fp.exact + fp.blocking)
-    store.insert_record(
-        item_id=item_id, source_id=source_id, run_id=run_id, seen_on=day,
-        title=record.title, abstract=record.abstract, url=record.url,
-        record_hash=record_hash, match=reason, score=score,
-    )  # fmt: skip
-    return item_id, match is None
-
-
-def _new_item_id(store: Store, fp) -> str:
-    item_id = item_id_for(fp)
-    # Two different papers whose canonical keys collide in the hash (or share a title
-    # but carry different arXiv ids) still need distinct ids.
-    suffix = 1
-    candidate = item_id
-    while store.item_exists(candidate):
-        suffix += 1
-        candidate = f"{item_id}-{suffix}"
-    return candidate
+    """Store a single record at once (a batch of one)."""
+    index = KeyIndex(store)
+    with store.transaction():
+        index.refresh()
+        batch = Batch(store, index, source_id, run_id, day)
+        result = batch.add(record)
+        batch.flush()
+    return result
 
 
 def _new_item(record: ItemRecord, fp, item_id: str, source_id: int, day: str) -> NewItem:

@@ -24,12 +24,19 @@ _CODE_HOSTS = ("github.com", "gitlab.com", "bitbucket.org", "huggingface.co", "c
 
 def find_arxiv_id(text: str) -> str | None:
     """Return the first arXiv id (without version) that the text marks as one."""
-    match = _ARXIV_CONTEXT.search(text or "")
+    text = text or ""
+    lowered = text.lower()
+    # A cheap substring test first: the full pattern is slow on long abstracts.
+    if "arxiv" not in lowered and "huggingface.co/papers" not in lowered:
+        return None
+    match = _ARXIV_CONTEXT.search(text)
     return match.group(1).lower() if match else None
 
 
 def find_doi(text: str) -> str | None:
     """Return the first DOI in the text, lower-cased, without trailing punctuation."""
+    if "10." not in (text or ""):
+        return None
     match = _DOI.search(text or "")
     return match.group(1).rstrip(_TRAILING).lower() if match else None
 

@@ -111,6 +111,23 @@ def parse_location(
     return result
 
 
+def peek_day(location: str, given: date | None, today: date) -> date | None:
+    """The day of a dump from its first lines, without parsing it (None if not a dump)."""
+    from digest.parsers.dump import parse_day_line, resolve_day
+
+    try:
+        with open(location, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", "replace")
+        found = find_day_line(paragraphs(head))
+        if found is None:
+            return None
+        index, offset = found
+        month, day, year = parse_day_line(paragraphs(head)[index].lines[offset])  # type: ignore[misc]
+        return resolve_day(month, day, year, given=given, today=today)
+    except (OSError, ValueError):
+        return None
+
+
 def expand_paths(locations: list[str]) -> list[str]:
     """Files and URLs as given; a directory stands for its visible files, by name."""
     out: list[str] = []

@@ -44,6 +44,7 @@ class Paragraph:
 
     text: str
     line: int
+    lines: tuple[str, ...] = ()
 
 
 def paragraphs(text: str) -> list[Paragraph]:
@@ -53,17 +54,21 @@ def paragraphs(text: str) -> list[Paragraph]:
     start = 0
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
+        line = clean_text(raw)
         if line:
             if not current:
                 start = number
             current.append(line)
         elif current:
-            out.append(Paragraph(clean_text(" ".join(current)), start))
+            out.append(_paragraph(current, start))
             current = []
     if current:
-        out.append(Paragraph(clean_text(" ".join(current)), start))
+        out.append(_paragraph(current, start))
     return out
+
+
+def _paragraph(lines: list[str], start: int) -> Paragraph:
+    return Paragraph(clean_text(" ".join(lines)), start, tuple(lines))
 
 
 def parse_day_line(text: str) -> tuple[int, int, int | None] | None:
@@ -105,14 +110,26 @@ def resolve_day(month: int, day: int, year: int | None, *, given: date | None, t
     raise ValueError(f"{month:02d}-{day:02d} is not a valid day")
 
 
-def find_day_line(paras: list[Paragraph]) -> int | None:
-    """Index of the date paragraph, if only header lines (or nothing) stand before it."""
+def find_day_line(paras: list[Paragraph]) -> tuple[int, int] | None:
+    """(paragraph, line) of the date line, if only header lines stand before it.
+
+    Header and date lines are matched line by line, so a header with no blank line
+    before the date still counts.
+    """
     for index, para in enumerate(paras):
-        if parse_day_line(para.text):
-            return index
-        if para.text.lower() not in HEADER_LINES:
-            return None
+        for offset, line in enumerate(para.lines or (para.text,)):
+            if parse_day_line(line):
+                return index, offset
+            if clean_text(line).lower() not in HEADER_LINES:
+                return None
     return None
+
+
+def _body_after(paras: list[Paragraph], index: int, offset: int) -> list[Paragraph]:
+    """Paragraphs after the date line; lines sharing its paragraph become one more."""
+    rest = paras[index].lines[offset + 1 :]
+    head = [_paragraph(list(rest), paras[index].line + offset + 1)] if rest else []
+    return head + paras[index + 1 :]
 
 
 def looks_like_abstract(text: str) -> bool:
@@ -132,16 +149,17 @@ def parse_dump(
     skipped with a warning instead of failing the whole file.
     """
     paras = paragraphs(text)
-    start = find_day_line(paras)
-    if start is None:
+    found = find_day_line(paras)
+    if found is None:
         raise ParseError("no date line (such as 'Mar 11') before the first title", path=path)
-    month, day, year = parse_day_line(paras[start].text)  # type: ignore[misc]
+    index, offset = found
+    month, day, year = parse_day_line(paras[index].lines[offset])  # type: ignore[misc]
     try:
         the_day = resolve_day(month, day, year, given=given, today=today)
     except ValueError as exc:
-        raise ParseError(str(exc), path=path, line=paras[start].line) from None
+        raise ParseError(str(exc), path=path, line=paras[index].line + offset) from None
     result = ParseResult(path=path, format="dump", day=the_day, source_name="daily-dump")
-    _pair_titles(paras[start + 1 :], result)
+    _pair_titles(_body_after(paras, index, offset), result)
     return result
 
 

@@ -1,0 +1,101 @@
+"""Every CLI command through click's runner against a real database file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from conftest import FIXTURES, ROOT, SEEDS
+from digest.cli import cli
+
+
+def _run(runner: CliRunner, db: Path, *args: str):
+    return runner.invoke(cli, ["--db", str(db), *args], catch_exceptions=False)
+
+
+def test_ingest_prints_new_per_dump_and_summary(runner: CliRunner, db_path: Path) -> None:
+    result = _run(runner, db_path, "ingest", str(SEEDS))
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert "85 new" in lines[0] and "63 new" in lines[4]
+    assert lines[-1] == "5 file(s), 0 failed: 426 entries, 383 new, 43 already seen"
+
+
+def test_db_from_environment(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "env.db"
+    result = runner.invoke(
+        cli, ["ingest", str(FIXTURES / "dumps" / "crlf.txt")], env={"DIGEST_DB": str(db)}
+    )
+    assert result.exit_code == 0, result.output
+    assert db.exists()
+
+
+def test_items_new_on_search_and_json(runner: CliRunner, db_path: Path) -> None:
+    _run(runner, db_path, "ingest", str(SEEDS))
+    day = _run(runner, db_path, "items", "--new-on", "2026-03-13")
+    assert len(day.output.strip().splitlines()) == 61
+    found = _run(runner, db_path, "items", "--search", "mixture of experts", "--json")
+    rows = [json.loads(line) for line in found.output.splitlines()]
+    assert rows and all({"id", "title", "url", "first_seen"} <= row.keys() for row in rows)
+    assert any("Mixture" in row["title"] or "MoE" in row["title"] for row in rows)
+
+
+def test_stats(runner: CliRunner, db_path: Path) -> None:
+    _run(runner, db_path, "ingest", str(SEEDS))
+    data = json.loads(_run(runner, db_path, "stats", "--json").output)
+    assert data["items"] == 383
+    assert data["new_per_day"] == {
+        "2026-03-11": 173, "2026-03-12": 86, "2026-03-13": 61, "2026-07-31": 63,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name", ["empty.txt", "binary.png", "unknown.txt", "badline.jsonl", "latin.txt"]
+)
+def test_bad_input_is_one_line_and_nonzero(runner: CliRunner, db_path: Path, name: str) -> None:
+    good = FIXTURES / "dumps" / "crlf.txt"
+    result = runner.invoke(
+        cli, ["--db", str(db_path), "ingest", str(FIXTURES / "bad" / name), str(good)]
+    )
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and name in errors[0]
+    assert "Traceback" not in result.output
+    assert "1 failed" in result.stdout and "2 new" in result.stdout  # the good file still ingests
+
+
+def test_unreadable_path_and_bad_date(runner: CliRunner, db_path: Path) -> None:
+    result = runner.invoke(cli, ["--db", str(db_path), "ingest", "/no/such/file.txt"])
+    assert result.exit_code == 1 and "no such file" in result.stderr
+    result = runner.invoke(cli, ["--db", str(db_path), "items", "--new-on", "March"])
+    assert result.exit_code == 2 and "is not a date" in result.output
+
+
+def test_unusable_database_is_a_clean_error(runner: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "x.db"
+    bad.write_bytes(b"garbage" * 500)
+    result = runner.invoke(cli, ["--db", str(bad), "stats"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.output
+    result = runner.invoke(cli, ["--db", str(tmp_path / "no" / "dir.db"), "stats"])
+    assert result.exit_code == 1 and "directory does not exist" in result.stderr
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    out = []
+    for name, command in group.commands.items():
+        out.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            out.extend(_commands(command, f"{prefix}{name} "))
+    return out
+
+
+@pytest.mark.parametrize("name,command", _commands(cli), ids=lambda v: str(v))
+def test_every_command_has_help_and_is_documented(name: str, command: click.Command) -> None:
+    assert command.help and len(command.help) > 20
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"digest {name}" in readme
