@@ -14,12 +14,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, peak_rss_mb, write_section  # noqa: E402
+from common import machine, peak_rss_mb, write_section
 
-from digest.ingest import ingest  # noqa: E402
-from digest.store import Store  # noqa: E402
+from digest.ingest import ingest
+from digest.store import Store
 
-_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
 def make_vocabulary(rnd: random.Random, size: int = 5000) -> list[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-
 from conftest import FIXTURES, ROOT, SEEDS
+
 from digest.cli import cli
 
 

@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, SEEDS, TODAY
+
 from digest.ingest import ingest
 from digest.store import Store
 

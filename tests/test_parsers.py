@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, TODAY
+
 from digest.errors import ParseError
 from digest.parsers import parse_location
 from digest.records import ItemRecord
