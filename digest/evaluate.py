@@ -1,0 +1,383 @@
+"""Offline evaluation: item cold-start and new-reader protocols, with baselines.
+
+Everything is computed in one run on one split, so the model and its baselines are
+compared on exactly the same held-out items and readers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.svm import LinearSVC
+
+from digest import embed
+from digest.errors import DigestError
+from digest.features import ItemDoc, make_vectorizer
+from digest.model import Interaction, Recommender, embed_text
+
+CUTOFFS = (50, 100, 300)
+
+
+@dataclass
+class Dataset:
+    """Items and (reader, item) positives, as the import formats describe them."""
+
+    items: list[ItemDoc]
+    pairs: list[tuple[str, str]]
+
+
+@dataclass
+class Split:
+    """Train/test partition of one protocol."""
+
+    train_items: list[ItemDoc]
+    test_items: list[ItemDoc]
+    train: list[tuple[str, str]]
+    test: dict[str, set[str]]
+
+
+@dataclass
+class Report:
+    """Metrics per method for one protocol and seed."""
+
+    protocol: str
+    seed: int
+    readers: int
+    test_items: int
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+# -- data ------------------------------------------------------------------------------
+
+
+def read_citeulike(folder: str | Path) -> Dataset:
+    """Read citeulike-a (users.dat, titles.txt, item-tag.dat, tags.dat): ids are line numbers."""
+    root = Path(folder)
+    try:
+        titles = root.joinpath("titles.txt").read_text(encoding="utf-8").splitlines()
+        tag_names = root.joinpath("tags.dat").read_text(encoding="utf-8").splitlines()
+        item_tags = root.joinpath("item-tag.dat").read_text(encoding="utf-8").splitlines()
+        users = root.joinpath("users.dat").read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DigestError(f"{folder}: cannot read citeulike-a files ({exc})") from None
+    items = []
+    for i, title in enumerate(titles):
+        tags = (
+            tuple(tag_names[int(t)] for t in item_tags[i].split()[1:]) if i < len(item_tags) else ()
+        )
+        items.append(ItemDoc(id=str(i), title=title.strip(), tags=tags))
+    pairs = [(f"u{u}", item) for u, line in enumerate(users) for item in line.split()[1:]]
+    return Dataset(items, pairs)
+
+
+def write_dataset(data: Dataset, out: str | Path) -> tuple[Path, Path]:
+    """Write items.jsonl and interactions.csv (the generic import formats)."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    items_path, pairs_path = folder / "items.jsonl", folder / "interactions.csv"
+    with items_path.open("w", encoding="utf-8") as handle:
+        for doc in data.items:
+            row = {
+                "id": doc.id,
+                "title": doc.title,
+                "abstract": doc.abstract,
+                "tags": list(doc.tags),
+            }
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with pairs_path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user", "item", "event"])
+        writer.writerows((u, i, "click") for u, i in data.pairs)
+    return items_path, pairs_path
+
+
+def read_dataset(items_path: str | Path, pairs_path: str | Path) -> Dataset:
+    """Read items JSONL and an interactions CSV (`user,item,event`; positives only)."""
+    from digest.feedback import read_feedback
+    from digest.parsers.jsonitems import parse_json_items
+
+    text = Path(items_path).read_text(encoding="utf-8")
+    records = parse_json_items(text, path=str(items_path)).items
+    items = [
+        ItemDoc(id=r.external_id or str(n), title=r.title, abstract=r.abstract, tags=r.tags)
+        for n, r in enumerate(records)
+    ]
+    rows, problems = read_feedback(str(pairs_path))
+    if problems:
+        line, message = problems[0]
+        raise DigestError(f"{pairs_path}:{line}: {message}")
+    positives = {"click", "like", "tag"}
+    return Dataset(items, [(r.user, r.item) for r in rows if r.event in positives])
+
+
+# -- protocols -------------------------------------------------------------------------
+
+
+def item_cold_start(data: Dataset, seed: int, fraction: float = 0.2) -> Split:
+    """Hold out a seeded 20% of items; all their pairs are test. Test tags are dropped."""
+    order = np.random.RandomState(seed).permutation(len(data.items))
+    held = set(order[: round(fraction * len(data.items))].tolist())
+    test_items = [_without_tags(d) for i, d in enumerate(data.items) if i in held]
+    train_items = [d for i, d in enumerate(data.items) if i not in held]
+    test_ids = {d.id for d in test_items}
+    test: dict[str, set[str]] = defaultdict(set)
+    train = []
+    for user, item in data.pairs:
+        if item in test_ids:
+            test[user].add(item)
+        else:
+            train.append((user, item))
+    return Split(train_items, test_items, train, dict(test))
+
+
+def new_readers(split: Split, seed: int, fraction: float = 0.2, keep: int = 3) -> Split:
+    """Same items; a seeded fifth of the test readers keep at most `keep` training clicks."""
+    rng = np.random.RandomState(seed + 1000)
+    readers = sorted(split.test)
+    chosen = set(rng.choice(readers, round(fraction * len(readers)), replace=False).tolist())
+    by_reader: dict[str, list[str]] = defaultdict(list)
+    for user, item in split.train:
+        by_reader[user].append(item)
+    train = []
+    for user, items in by_reader.items():
+        if user in chosen and len(items) > keep:
+            items = [items[i] for i in sorted(rng.choice(len(items), keep, replace=False))]
+        train.extend((user, item) for item in items)
+    test = {u: split.test[u] for u in chosen}
+    return Split(split.train_items, split.test_items, train, test)
+
+
+def _without_tags(doc: ItemDoc) -> ItemDoc:
+    # Held-out items' tags were written by the readers who saved them: a leak.
+    return ItemDoc(doc.id, doc.title, doc.abstract, (), doc.source)
+
+
+# -- metrics ---------------------------------------------------------------------------
+
+
+def evaluate_scores(
+    scores: np.ndarray, readers: list[str], items: list[str], test: dict[str, set[str]]
+) -> dict[str, float]:
+    """Recall@K, nDCG@100, mean AUC and catalogue coverage (share of items in any top-100)."""
+    index = {item: i for i, item in enumerate(items)}
+    recalls = {k: [] for k in CUTOFFS}
+    ndcgs, aucs = [], []
+    covered = np.zeros(len(items), dtype=bool)
+    discounts = 1.0 / np.log2(np.arange(2, 102))
+    for row, reader in enumerate(readers):
+        relevant = np.array([index[i] for i in test[reader] if i in index])
+        order = np.argsort(-scores[row], kind="stable")
+        covered[order[:100]] = True
+        ranks = np.empty(len(items), dtype=np.int64)
+        ranks[order] = np.arange(len(items))
+        hit_ranks = np.sort(ranks[relevant])
+        for k in CUTOFFS:
+            recalls[k].append(float((hit_ranks < k).sum()) / len(relevant))
+        gains = discounts[hit_ranks[hit_ranks < 100]].sum()
+        ideal = discounts[: min(len(relevant), 100)].sum()
+        ndcgs.append(gains / ideal)
+        n_neg = len(items) - len(relevant)
+        if n_neg:
+            # AUC from ranks: the share of (positive, negative) pairs ordered correctly.
+            below = (len(items) - 1 - hit_ranks) - (len(relevant) - 1 - np.arange(len(relevant)))
+            aucs.append(float(below.sum()) / (len(relevant) * n_neg))
+    out = {f"recall@{k}": float(np.mean(v)) for k, v in recalls.items()}
+    out.update(
+        {
+            "ndcg@100": float(np.mean(ndcgs)),
+            "auc": float(np.mean(aucs)),
+            "coverage": float(covered.mean()),
+        }
+    )
+    return out
+
+
+# -- methods ---------------------------------------------------------------------------
+
+Scorer = Callable[[Split, list[str], "Context"], np.ndarray]
+
+
+@dataclass
+class Context:
+    """Work shared by methods within one split (text vectors, embeddings)."""
+
+    tfidf_train: sp.csr_matrix
+    tfidf_test: sp.csr_matrix
+    train_index: dict[str, int]
+    history: dict[str, list[int]]
+    vectors: dict[str, np.ndarray] | None
+    seed: int
+
+
+def make_context(split: Split, seed: int, vectors: dict[str, np.ndarray] | None) -> Context:
+    vectorizer = make_vectorizer()
+    tfidf_train = vectorizer.fit_transform([d.text for d in split.train_items])
+    tfidf_test = vectorizer.transform([d.text for d in split.test_items])
+    train_index = {d.id: i for i, d in enumerate(split.train_items)}
+    history: dict[str, list[int]] = defaultdict(list)
+    for user, item in split.train:
+        history[user].append(train_index[item])
+    return Context(tfidf_train, tfidf_test, train_index, dict(history), vectors, seed)
+
+
+def score_random(split: Split, readers: list[str], ctx: Context) -> np.ndarray:
+    rng = np.random.RandomState(ctx.seed)
+    return rng.random_sample((len(readers), len(split.test_items)))
+
+
+def score_popularity(split: Split, readers: list[str], ctx: Context) -> np.ndarray:
+    """Predicted popularity: a new item scores the mean saves of its 20 nearest train items.
+
+    Held-out items have no saves of their own, so raw popularity cannot rank them; this
+    is the non-personalised baseline that still uses only what is known at publication.
+    """
+    saves = np.zeros(len(split.train_items), dtype=np.float32)
+    for _, item in split.train:
+        saves[ctx.train_index[item]] += 1
+    sims = (ctx.tfidf_test @ ctx.tfidf_train.T).toarray()
+    top = np.argpartition(-sims, 20, axis=1)[:, :20]
+    predicted = saves[top].mean(axis=1)
+    return np.tile(predicted, (len(readers), 1))
+
+
+def score_tfidf_centroid(split: Split, readers: list[str], ctx: Context) -> np.ndarray:
+    from sklearn.preprocessing import normalize
+
+    rows = [ctx.tfidf_train[ctx.history.get(r, [])].sum(axis=0) for r in readers]
+    centroid = normalize(np.asarray(np.vstack(rows)))
+    return np.asarray(sp.csr_matrix(centroid) @ ctx.tfidf_test.T.toarray())
+
+
+def score_svm(split: Split, readers: list[str], ctx: Context) -> np.ndarray:
+    """arxiv-sanity-lite style: a LinearSVC per reader, balanced classes, C=0.1."""
+    rng = np.random.RandomState(ctx.seed)
+    n_train = ctx.tfidf_train.shape[0]
+    out = np.zeros((len(readers), ctx.tfidf_test.shape[0]), dtype=np.float32)
+    for row, reader in enumerate(readers):
+        positives = sorted(set(ctx.history.get(reader, [])))
+        if not positives:
+            continue
+        negatives = np.setdiff1d(rng.choice(n_train, min(2000, n_train), replace=False), positives)
+        x = ctx.tfidf_train[np.concatenate([positives, negatives])]
+        y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
+        clf = LinearSVC(C=0.1, class_weight="balanced", max_iter=2000, tol=1e-5)
+        clf.fit(x, y)
+        out[row] = clf.decision_function(ctx.tfidf_test)
+    return out
+
+
+def _model_scorer(**params) -> Scorer:
+    def scorer(split: Split, readers: list[str], ctx: Context) -> np.ndarray:
+        model = Recommender(random_state=ctx.seed, **params)
+        interactions = [Interaction(u, i, 1.0) for u, i in split.train]
+        model.fit(split.train_items, interactions, item_vectors=ctx.vectors)
+        components = model.score(readers, split.test_items)
+        return components.blended
+
+    return scorer
+
+
+def methods(with_embeddings: bool) -> dict[str, Scorer]:
+    """Every method in the report, baselines first."""
+    out: dict[str, Scorer] = {
+        "random": score_random,
+        "popularity (text-predicted)": score_popularity,
+        "tfidf centroid": score_tfidf_centroid,
+        "tfidf svm (arxiv-sanity)": score_svm,
+        "lightfm alone": _model_scorer(embeddings="off", weights={"lightfm": 1.0}),
+        "digest (no embeddings)": _model_scorer(embeddings="off"),
+    }
+    if with_embeddings:
+        out["digest (with embeddings)"] = _model_scorer(embeddings="on")
+    return out
+
+
+def run_protocol(
+    name: str,
+    split: Split,
+    seed: int,
+    vectors: dict[str, np.ndarray] | None,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Score every method on one split and collect its metrics."""
+    readers = sorted(split.test)
+    item_ids = [d.id for d in split.test_items]
+    report = Report(name, seed, len(readers), len(item_ids))
+    ctx = make_context(split, seed, vectors)
+    for method, scorer in methods(vectors is not None).items():
+        started = time.perf_counter()
+        scores = scorer(split, readers, ctx)
+        report.metrics[method] = evaluate_scores(scores, readers, item_ids, split.test)
+        report.seconds[method] = time.perf_counter() - started
+        if progress:
+            progress(
+                f"{name} seed {seed}: {method} recall@100 "
+                f"{report.metrics[method]['recall@100']:.3f}"
+            )
+    return report
+
+
+def embed_all(items: list[ItemDoc]) -> dict[str, np.ndarray] | None:
+    """Embeddings of every item once, shared by every seed (None without the extra)."""
+    if not embed.available():
+        return None
+    vectors = embed.encode([embed_text(d) for d in items])
+    return {d.id: v for d, v in zip(items, vectors, strict=True)}
+
+
+def evaluate(
+    data: Dataset,
+    seeds: list[int],
+    *,
+    protocols: tuple[str, ...] = ("item-cold-start", "new-readers"),
+    progress: Callable[[str], None] | None = None,
+) -> list[Report]:
+    """Run the protocols for each seed; embeddings (if installed) are computed once."""
+    vectors = embed_all(data.items)
+    reports = []
+    for seed in seeds:
+        split = item_cold_start(data, seed)
+        if "item-cold-start" in protocols:
+            reports.append(run_protocol("item-cold-start", split, seed, vectors, progress))
+        if "new-readers" in protocols:
+            reports.append(
+                run_protocol("new-readers", new_readers(split, seed), seed, vectors, progress)
+            )
+    return reports
+
+
+def render_markdown(reports: list[Report], command: str, seconds: float) -> str:
+    """The evaluation report for docs/evaluation.md."""
+    lines = ["# Evaluation", "", f"Command: `{command}` (total {seconds:.0f} s).", ""]
+    for report in reports:
+        lines += [
+            f"## {report.protocol}, seed {report.seed}",
+            "",
+            f"{report.readers} readers, {report.test_items} held-out items.",
+            "",
+            "| method | recall@50 | recall@100 | recall@300 | nDCG@100 | AUC | coverage | s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for method, m in report.metrics.items():
+            lines.append(
+                f"| {method} | {m['recall@50']:.3f} | {m['recall@100']:.3f} | "
+                f"{m['recall@300']:.3f} | {m['ndcg@100']:.3f} | {m['auc']:.3f} | "
+                f"{m['coverage']:.3f} | {report.seconds[method]:.0f} |"
+            )
+        svm = report.metrics.get("tfidf svm (arxiv-sanity)", {}).get("recall@100")
+        if svm:
+            for method in ("digest (no embeddings)", "digest (with embeddings)"):
+                if method in report.metrics:
+                    ratio = report.metrics[method]["recall@100"] / svm
+                    lines.append(f"\n{method}: recall@100 = {ratio:.2f}x the SVM baseline.")
+        lines.append("")
+    return "\n".join(lines)

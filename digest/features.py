@@ -1,0 +1,164 @@
+"""Turning items and readers into features: TF-IDF text vectors and LightFM matrices.
+
+Item features are content only (weighted words and phrases, tags, source), so a
+brand-new item is represented exactly like a trained one. Reader features are the
+reader's id plus profile interests and teams, so a reader with no clicks still has
+a representation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize as l2_normalize
+
+from digest.text import normalize
+
+
+@dataclass(frozen=True)
+class ItemDoc:
+    """What the model sees of an item."""
+
+    id: str
+    title: str
+    abstract: str = ""
+    tags: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def text(self) -> str:
+        # The title carries most of the signal; repeating it weights it over the abstract.
+        return f"{self.title}. {self.title}. {self.abstract}"
+
+
+@dataclass(frozen=True)
+class ReaderInfo:
+    """What the model sees of a reader beyond clicks."""
+
+    handle: str
+    interests: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+
+
+@dataclass
+class Vocabulary:
+    """Feature names -> columns, fixed at training time and saved with the model."""
+
+    item_extra: dict[str, int] = field(default_factory=dict)
+    user: dict[str, int] = field(default_factory=dict)
+
+
+def make_vectorizer(max_features: int = 50_000) -> TfidfVectorizer:
+    """Words and two-word phrases, sublinear tf, English stop words removed."""
+    return TfidfVectorizer(
+        preprocessor=normalize,
+        ngram_range=(1, 2),
+        min_df=2,
+        max_df=0.5,
+        sublinear_tf=True,
+        stop_words="english",
+        max_features=max_features,
+        dtype=np.float32,
+    )
+
+
+def top_terms(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keep the k strongest terms of each row: bounds LightFM's cost per item."""
+    matrix = matrix.tocsr()
+    rows, cols, vals = [], [], []
+    for i in range(matrix.shape[0]):
+        start, end = matrix.indptr[i], matrix.indptr[i + 1]
+        data = matrix.data[start:end]
+        keep = np.argsort(-data)[:k] if end - start > k else np.arange(end - start)
+        rows.extend([i] * len(keep))
+        cols.extend(matrix.indices[start:end][keep])
+        vals.extend(data[keep])
+    return sp.csr_matrix((vals, (rows, cols)), shape=matrix.shape, dtype=np.float32)
+
+
+def item_extra_names(doc: ItemDoc) -> list[str]:
+    """Non-text item features: tags and source."""
+    names = [f"tag:{normalize(t)}" for t in doc.tags if normalize(t)]
+    if doc.source:
+        names.append(f"source:{doc.source}")
+    return names
+
+
+def item_feature_matrix(
+    text: sp.csr_matrix, docs: list[ItemDoc], vocab: Vocabulary, *, grow: bool, k: int
+) -> sp.csr_matrix:
+    """LightFM item features: top-k TF-IDF terms plus tags/source, rows summing to 1."""
+    extra = _one_hot([item_extra_names(d) for d in docs], vocab.item_extra, grow, _EXTRA_CAPACITY)
+    combined = sp.hstack([top_terms(text, k), extra], format="csr", dtype=np.float32)
+    return _rows_sum_to_one(combined, text.shape[1] + _EXTRA_CAPACITY)
+
+
+def user_feature_names(handle: str, info: ReaderInfo | None) -> list[str]:
+    """A reader's own id plus their interests and teams."""
+    names = [f"user:{handle}"]
+    if info:
+        names += [f"interest:{normalize(t)}" for t in info.interests]
+        names += [f"team:{t}" for t in info.teams]
+    return names
+
+
+def user_feature_matrix(
+    handles: list[str], infos: dict[str, ReaderInfo], vocab: Vocabulary, *, grow: bool
+) -> sp.csr_matrix:
+    """LightFM user features (unknown names are dropped when not growing)."""
+    names = [user_feature_names(h, infos.get(h)) for h in handles]
+    matrix = _one_hot(names, vocab.user, grow, _USER_CAPACITY)
+    return _rows_sum_to_one(matrix, _USER_CAPACITY)
+
+
+#: Fixed widths so a saved model can take new tags, readers and teams without
+#: changing its matrix shapes (fit_partial needs stable dimensions).
+_EXTRA_CAPACITY = 20_000
+_USER_CAPACITY = 200_000
+
+
+def _one_hot(rows: list[list[str]], index: dict[str, int], grow: bool, width: int) -> sp.csr_matrix:
+    r, c = [], []
+    for i, names in enumerate(rows):
+        for name in names:
+            col = index.get(name)
+            if col is None and grow and len(index) < width:
+                col = index[name] = len(index)
+            if col is not None:
+                r.append(i)
+                c.append(col)
+    data = np.ones(len(r), dtype=np.float32)
+    return sp.csr_matrix((data, (r, c)), shape=(len(rows), width), dtype=np.float32)
+
+
+def _rows_sum_to_one(matrix: sp.csr_matrix, width: int) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    if matrix.shape[1] < width:
+        matrix = sp.hstack(
+            [matrix, sp.csr_matrix((matrix.shape[0], width - matrix.shape[1]))], format="csr"
+        )
+    sums = np.asarray(matrix.sum(axis=1)).ravel()
+    sums[sums == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / sums) @ matrix, dtype=np.float32)
+
+
+def centroids(
+    rows: list[list[tuple[int, float]]], vectors: sp.csr_matrix | np.ndarray
+) -> sp.csr_matrix | np.ndarray:
+    """Weighted mean of item vectors per reader, L2-normalised (zero rows stay zero)."""
+    r, c, w = [], [], []
+    for i, pairs in enumerate(rows):
+        for col, weight in pairs:
+            r.append(i)
+            c.append(col)
+            w.append(weight)
+    weights = sp.csr_matrix((w, (r, c)), shape=(len(rows), vectors.shape[0]), dtype=np.float32)
+    out = weights @ vectors
+    if sp.issparse(out):
+        return l2_normalize(sp.csr_matrix(out))
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (out / norms).astype(np.float32)
