@@ -4,6 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DIGEST := $(VENV)/bin/digest
 RUN_DB ?= build/example.db
+RUN_ENV = DIGEST_DB=$(RUN_DB) DIGEST_MODEL=build/example.model DIGEST_PROFILES=profiles
 # torch is pinned to the CPU build that this machine kind keeps on disk; an
 # unpinned torch would pull a multi-GB CUDA build from the registry.
 TORCH  ?= torch==2.13.0
@@ -27,8 +28,11 @@ install-base:
 run: install
 	mkdir -p build
 	rm -f $(RUN_DB) $(RUN_DB)-wal $(RUN_DB)-shm
-	DIGEST_DB=$(RUN_DB) $(DIGEST) ingest examples/dumps examples/feeds examples/items
-	DIGEST_DB=$(RUN_DB) $(DIGEST) stats
+	$(RUN_ENV) $(DIGEST) ingest examples/dumps examples/feeds examples/items
+	$(RUN_ENV) $(DIGEST) stats
+	$(RUN_ENV) $(DIGEST) feedback import examples/feedback.csv
+	$(RUN_ENV) $(DIGEST) train
+	$(RUN_ENV) $(DIGEST) rank --all --new-on 2026-03-11
 
 lint: install
 	$(VENV)/bin/ruff check digest tests bench
@@ -43,9 +47,10 @@ test: lint
 
 bench: install
 	$(PY) bench/bench_ingest.py --write docs/benchmarks.md
+	$(PY) bench/bench_rank.py --write docs/benchmarks.md
 
 eval: install
-	$(DIGEST) evaluate --citeulike ../shared/datasets/citeulike-a --seeds 0,1,2 --write docs/evaluation.md
+	$(DIGEST) evaluate --citeulike ../shared/datasets/citeulike-a --seeds 0 --write docs/evaluation.md
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

@@ -78,8 +78,10 @@ class Recommender:
         weights: dict[str, float] | None = None,
         embeddings: str = "auto",
         random_state: int = 0,
-        num_threads: int = 2,
+        num_threads: int = 1,
     ):
+        # num_threads > 1 trains faster but LightFM's lock-free updates then make
+        # results differ from run to run; one thread keeps "same seed, same model".
         if embeddings not in ("auto", "on", "off"):
             raise ValueError("embeddings must be 'auto', 'on' or 'off'")
         self.components = components

@@ -1,0 +1,201 @@
+"""Profiles, feedback, the model and ranking, on real SQLite files and example data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT, TODAY
+
+from digest.cli import cli
+from digest.features import ItemDoc
+from digest.feedback import import_feedback
+from digest.ingest import ingest
+from digest.model import Interaction, Recommender
+from digest.profiles import load_profiles
+from digest.rank import mmr, rank
+from digest.store import Store
+from digest.training import interactions_from_events, item_docs, train
+
+EXAMPLES = ROOT / "examples"
+PROFILES = ROOT / "profiles"
+
+
+def test_example_profiles_are_valid() -> None:
+    found = load_profiles(PROFILES)
+    assert found.problems == []
+    assert {"ada", "grace", "lin", "sam"} <= set(found.readers)
+    assert found.teams["efficiency"].members == ("ada", "grace")
+
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        ('name = "X"\ncolour = "red"\n', "unknown key 'colour'"),
+        ("interests = 'quantization'\n", "key 'interests' must be a list"),
+        ('email = "not-an-email"\n', "key 'email'"),
+        ("digest_size = 0\n", "key 'digest_size'"),
+        ('channels = ["pigeon"]\n', "unknown channel 'pigeon'"),
+        ("name = \n", "invalid TOML"),
+    ],
+)
+def test_profile_problems_name_file_and_key(tmp_path: Path, content: str, expected: str) -> None:
+    (tmp_path / "zed.toml").write_text(content)
+    found = load_profiles(tmp_path)
+    assert len(found.problems) == 1
+    assert expected in found.problems[0] and "zed.toml" in found.problems[0]
+
+
+def test_duplicate_handle(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text('handle = "same"\n')
+    (tmp_path / "b.toml").write_text('handle = "same"\n')
+    problems = load_profiles(tmp_path).problems
+    assert problems == [
+        f"{tmp_path / 'b.toml'}: duplicate handle 'same' (also in {tmp_path / 'a.toml'})"
+    ]
+
+
+@pytest.fixture
+def loaded(store: Store) -> Store:
+    ingest(store, [str(EXAMPLES / "dumps")], today=TODAY)
+    return store
+
+
+def test_feedback_import_resolves_and_reports(loaded: Store, tmp_path: Path) -> None:
+    quant = loaded.items(search="QuantPrune")[0]["id"]
+    path = tmp_path / "fb.csv"
+    path.write_text(
+        "user,item,event,time,tag\n"
+        f"ada,{quant},click,2026-03-10T09:00:00,\n"
+        "ada,Diffusion Policies for Dexterous Manipulation from Few Demonstrations,dislike,,\n"
+        "ada,https://nowhere.example/paper,click,,\n"
+        "ada,Some Paper,explode,,\n"
+        "ada,Some Paper,tag,,\n"
+    )
+    report = import_feedback(loaded, str(path))
+    assert report.imported == 2
+    assert [line for line, _ in report.problems] == [4, 5, 6]
+    assert "unknown item" in report.problems[0][1]
+    again = import_feedback(loaded, str(path))
+    assert again.imported == 0 and again.already_known == 2
+    assert loaded.reader_handles() == ["ada"]  # a reader can exist through feedback alone
+
+
+def test_event_weights() -> None:
+    events = [
+        ("a", "i1", "click", "", "t"), ("a", "i2", "like", "", "t"),
+        ("a", "i3", "dislike", "", "t"), ("a", "i4", "sent", "", "t"),
+        ("a", "i1", "sent", "", "t"),
+    ]  # fmt: skip
+    weights = {(i.reader, i.item_id): i.weight for i in interactions_from_events(events)}
+    assert weights[("a", "i2")] > weights[("a", "i1")] > 0
+    assert weights[("a", "i3")] < weights[("a", "i4")] < 0
+
+
+def _docs() -> list[ItemDoc]:
+    topics = {
+        "moe": "mixture of experts routing sparse experts load balancing",
+        "quant": "quantization low bit weights int4 post training quantization",
+        "robot": "robot manipulation policy grasping dexterous control",
+        "protein": "protein structure folding residues sequence",
+    }
+    docs = []
+    for name, words in topics.items():
+        for k in range(12):
+            docs.append(ItemDoc(f"{name}{k}", f"{words.split()[k % 4]} study {k} of {name}",
+                                f"We study {words} in setting {k}. " * 3))  # fmt: skip
+    return docs
+
+
+def _interactions() -> list[Interaction]:
+    out = []
+    for u in range(6):
+        topic = ["moe", "quant", "robot"][u % 3]
+        out += [Interaction(f"u{u}", f"{topic}{k}", 1.0) for k in range(0, 8)]
+    return out
+
+
+def test_model_is_deterministic_and_round_trips(tmp_path: Path) -> None:
+    docs = _docs()
+    a = Recommender(epochs=5, embeddings="off", random_state=3).fit(docs, _interactions())
+    b = Recommender(epochs=5, embeddings="off", random_state=3).fit(docs, _interactions())
+    new = docs[8:12] + docs[20:24]
+    assert np.allclose(a.score(["u0"], new).blended, b.score(["u0"], new).blended)
+    a.save(tmp_path / "m.model")
+    loaded = Recommender.load(tmp_path / "m.model")
+    assert np.allclose(loaded.score(["u0"], new).blended, a.score(["u0"], new).blended)
+
+
+def test_new_items_and_new_readers_rank_topically() -> None:
+    from digest.features import ReaderInfo
+
+    docs = _docs()
+    train_docs = [d for d in docs if int(d.id[-1:] if d.id[-2:-1].isalpha() else d.id[-2:]) < 8]
+    new = [d for d in docs if d not in train_docs]
+    readers = {"newbie": ReaderInfo("newbie", ("protein structure",))}
+    model = Recommender(epochs=10, embeddings="off").fit(train_docs, _interactions(), readers)
+    scores = model.score(["u0", "u1", "newbie"], new).blended
+    top = [new[int(np.argmax(row))].id for row in scores]
+    assert top[0].startswith("moe") and top[1].startswith("quant")
+    assert top[2].startswith("protein")  # zero clicks, interests only
+
+
+def test_rank_never_repeats_mutes_and_explains(loaded: Store, tmp_path: Path) -> None:
+    profiles = load_profiles(PROFILES)
+    model = train(loaded, profiles, tmp_path / "m.model", epochs=5, embeddings="off")
+    docs = item_docs(loaded.items())
+    sent = {docs[0].id}
+    result = rank(model, ["ada", "lin"], docs, profiles=profiles, exclude={"ada": sent}, top=20)
+    ada, lin = result
+    assert sent.isdisjoint(p.id for p in ada.items)
+    robot = [d.id for d in docs if "robot" in f"{d.title} {d.abstract}".lower().split()]
+    assert robot  # ada mutes "robot": those items are dropped, everything else is offered
+    assert {p.id for p in ada.items} == {d.id for d in docs} - sent - set(robot)
+    assert all(p.why for p in ada.items)
+    assert lin.items  # lin (no clicks on these) still gets a digest
+
+
+def test_mmr_pushes_down_near_copies() -> None:
+    scores = np.array([3.0, 2.9, 1.0])
+    similarity = np.array([[1, 0.99, 0], [0.99, 1, 0], [0, 0, 1]], dtype=np.float32)
+    allowed = np.ones(3, dtype=bool)
+    assert mmr(scores, similarity, allowed, 2, 0.0) == [0, 1]
+    assert mmr(scores, similarity, allowed, 2, 0.5) == [0, 2]
+
+
+def test_cli_train_and_rank_jsonl(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"DIGEST_DB": str(tmp_path / "d.db"), "DIGEST_MODEL": str(tmp_path / "m.model"),
+           "DIGEST_PROFILES": str(PROFILES)}  # fmt: skip
+    assert runner.invoke(cli, ["ingest", str(EXAMPLES / "dumps")], env=env).exit_code == 0
+    result = runner.invoke(cli, ["train", "--embeddings", "off", "--epochs", "3"], env=env)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        cli, ["rank", "--all", "--new-on", "2026-03-11", "--top", "2", "--format", "jsonl"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {line["user"] for line in lines} == {"ada", "grace", "lin", "sam"}
+    for line in lines:
+        assert 0 < len(line["items"]) <= 2
+        assert all({"id", "score", "why"} == set(i) for i in line["items"])
+    ids = tmp_path / "ids.txt"
+    ids.write_text(lines[0]["items"][0]["id"] + "\n")
+    one = runner.invoke(cli, ["rank", "--user", "ada", "--candidates", str(ids)], env=env)
+    assert one.exit_code == 0 and lines[0]["items"][0]["id"] in one.stdout
+    bad = runner.invoke(cli, ["rank", "--user", "ada", "--model", str(tmp_path / "none")], env=env)
+    assert bad.exit_code == 1 and "run 'digest train' first" in bad.stderr
+
+
+def test_embeddings_extra_is_used_when_installed() -> None:
+    from digest import embed
+
+    assert embed.available()  # `make test` installs the embed extra
+    docs = _docs()
+    model = Recommender(epochs=3, embeddings="on").fit(docs[:40], _interactions())
+    parts = model.score(["u2"], docs[40:] + docs[20:24]).raw
+    assert parts["embed"].shape == (1, 12)
+    assert parts["embed"][0, 8:].mean() > parts["embed"][0, :8].mean()  # robot > protein
