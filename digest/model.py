@@ -294,20 +294,26 @@ class Recommender:
 
     # -- scoring ------------------------------------------------------------------------
 
-    def score(self, readers: list[str], items: list[ItemDoc]) -> Components:
-        """Blended scores (readers x items) plus each scorer's raw scores."""
+    def prepare(self, items: list[ItemDoc]) -> dict:
+        """Item-side work for `score`, done once when many reader blocks share the items."""
         self._check_fitted()
         tfidf = self.vectorizer.transform([d.text for d in items])
-        vectors = self._embed_items(items, None) if self.use_embed else None
         features = item_feature_matrix(tfidf, items, self.vocab, grow=False, k=self.max_terms)
-        lightfm_items = self.lightfm.get_item_representations(features)
+        return {
+            "ids": [d.id for d in items],
+            "tfidf": tfidf,
+            "vectors": self._embed_items(items, None) if self.use_embed else None,
+            "lightfm": self.lightfm.get_item_representations(features),
+            "texts": [normalize(f"{d.title} {d.abstract}") for d in items],
+        }
+
+    def score(
+        self, readers: list[str], items: list[ItemDoc], *, prepared: dict | None = None
+    ) -> Components:
+        """Blended scores (readers x items) plus each scorer's raw scores."""
+        p = prepared or self.prepare(items)
         raw = self._raw_scores(
-            readers,
-            tfidf,
-            vectors,
-            lightfm_items,
-            [d.id for d in items],
-            texts=[normalize(f"{d.title} {d.abstract}") for d in items],
+            readers, p["tfidf"], p["vectors"], p["lightfm"], p["ids"], texts=p["texts"]
         )
         blended = np.zeros((len(readers), len(items)), dtype=np.float32)
         for name, values in raw.items():

@@ -66,10 +66,11 @@ def rank(
     tfidf = model.vectorizer.transform([d.text for d in candidates])
     similarity = (tfidf @ tfidf.T).toarray()
     explainer = Explainer(model, candidates, tfidf, texts)
+    prepared = model.prepare(candidates)
     out = []
     for start in range(0, len(readers), BLOCK):
         block = readers[start : start + BLOCK]
-        scores = model.score(block, candidates).blended
+        scores = model.score(block, candidates, prepared=prepared).blended
         for row, reader in enumerate(block):
             profile = profiles.get(reader)
             allowed = _allowed(candidates, texts, exclude.get(reader, set()), profile.muted)
@@ -77,14 +78,10 @@ def rank(
                 allowed &= scores[row] >= min_score
             size = top or profile.digest_size
             chosen = mmr(scores[row], similarity, allowed, size, diversity)
+            reasons = explainer.why(reader, chosen)
             picks = tuple(
-                Pick(
-                    candidates[c].id,
-                    float(scores[row, c]),
-                    explainer.why(reader, c),
-                    candidates[c].title,
-                )
-                for c in chosen
+                Pick(candidates[c].id, float(scores[row, c]), why, candidates[c].title)
+                for c, why in zip(chosen, reasons, strict=True)
             )
             out.append(ReaderDigest(reader, picks))
     return out
@@ -137,20 +134,32 @@ class Explainer:
         self.tfidf = sp.csr_matrix(tfidf)
         self.texts = texts
         self.terms = model.terms()
+        # Every past item against every candidate, once: per-reader lookups are then
+        # plain array indexing instead of a sparse product per reader.
+        self.history_sims = (model.item_tfidf @ self.tfidf.T).toarray().astype(np.float32)
 
-    def why(self, reader: str, col: int) -> str:
-        """One line; parts joined with '; '."""
-        parts = []
-        interest = self._interest(reader, col)
-        if interest:
-            parts.append(f"matches your interest '{interest}'")
-        because = self._closest(reader, col)
-        if because:
-            parts.append(because)
-        terms = self._shared_terms(reader, col)
-        if terms:
-            parts.append("shared terms: " + ", ".join(terms))
-        return "; ".join(parts) or "readers with similar interests read papers like this"
+    def why(self, reader: str, cols: list[int]) -> list[str]:
+        """One line per chosen column; parts joined with '; '.
+
+        Computed per reader for all its picks at once: one sparse product each for the
+        closest past item and the shared terms.
+        """
+        if not cols:
+            return []
+        closest = self._closest(reader, cols)
+        terms = self._shared_terms(reader, cols)
+        out = []
+        for n, col in enumerate(cols):
+            parts = []
+            interest = self._interest(reader, col)
+            if interest:
+                parts.append(f"matches your interest '{interest}'")
+            if closest[n]:
+                parts.append(closest[n])
+            if terms[n]:
+                parts.append("shared terms: " + ", ".join(terms[n]))
+            out.append("; ".join(parts) or "readers with similar interests read papers like this")
+        return out
 
     def _interest(self, reader: str, col: int) -> str | None:
         info = self.model.readers_info.get(reader)
@@ -159,30 +168,37 @@ class Explainer:
                 return phrase
         return None
 
-    def _closest(self, reader: str, col: int) -> str | None:
+    def _closest(self, reader: str, cols: list[int]) -> list[str | None]:
         row = self.model.reader_index.get(reader)
-        if row is None:
-            return None
-        positives = [c for c, w in self.model.history[row].items() if w > 0]
+        positives = (
+            [c for c, w in self.model.history[row].items() if w > 0] if row is not None else []
+        )
         if not positives:
-            return None
-        sims = (self.model.item_tfidf[positives] @ self.tfidf[col].T).toarray().ravel()
-        best = int(np.argmax(sims))
-        if sims[best] < 0.15:
-            return None
-        title = self.model.titles.get(self.model.item_ids[positives[best]], "")
-        return f"because you read '{_shorten(title)}'"
+            return [None] * len(cols)
+        sims = self.history_sims[np.ix_(positives, cols)]
+        best = sims.argmax(axis=0)
+        out: list[str | None] = []
+        for n, b in enumerate(best):
+            if sims[b, n] < 0.15:
+                out.append(None)
+                continue
+            title = self.model.titles.get(self.model.item_ids[positives[b]], "")
+            out.append(f"because you read '{_shorten(title)}'")
+        return out
 
-    def _shared_terms(self, reader: str, col: int, k: int = 3) -> list[str]:
+    def _shared_terms(self, reader: str, cols: list[int], k: int = 3) -> list[list[str]]:
         row = self.model.reader_index.get(reader)
         if row is None:
-            return []
-        product = self.model.tfidf_centroid[row].multiply(self.tfidf[col])
-        product = sp.csr_matrix(product)
-        if product.nnz == 0:
-            return []
-        order = np.argsort(-product.data)[:k]
-        return [str(self.terms[product.indices[i]]) for i in order]
+            return [[] for _ in cols]
+        centroid = self.model.tfidf_centroid[row].toarray().ravel()
+        out = []
+        for col in cols:
+            start, end = self.tfidf.indptr[col], self.tfidf.indptr[col + 1]
+            idx = self.tfidf.indices[start:end]
+            weight = self.tfidf.data[start:end] * centroid[idx]
+            order = np.argsort(-weight)[:k]
+            out.append([str(self.terms[idx[i]]) for i in order if weight[i] > 0])
+        return out
 
 
 def _shorten(title: str, limit: int = 70) -> str:
