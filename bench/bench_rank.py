@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, peak_rss_mb, write_section  # noqa: E402
+from common import machine, peak_rss_mb, write_section
 
-from digest.features import ItemDoc, ReaderInfo  # noqa: E402
-from digest.model import Interaction, Recommender  # noqa: E402
-from digest.profiles import ProfileSet  # noqa: E402
-from digest.rank import rank  # noqa: E402
+from digest.features import ItemDoc, ReaderInfo
+from digest.model import Interaction, Recommender
+from digest.profiles import ProfileSet
+from digest.rank import rank
 
 
 def synthetic(readers: int, past: int, new: int, interactions: int, seed: int = 0):
