@@ -44,16 +44,6 @@ class DigestGroup(click.Group):
             ctx.exit(130)
 
 
-def parse_day(value: str | None, what: str = "--date") -> date | None:
-    """YYYY-MM-DD, or a usage error naming the option."""
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=what) from None
-
-
 class DayType(click.ParamType):
     """A click parameter type for YYYY-MM-DD dates."""
 
