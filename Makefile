@@ -50,7 +50,7 @@ bench: install
 	$(PY) bench/bench_rank.py --write docs/benchmarks.md
 
 eval: install
-	$(DIGEST) evaluate --citeulike ../shared/datasets/citeulike-a --seeds 0 --write docs/evaluation.md
+	$(DIGEST) evaluate --citeulike ../shared/datasets/citeulike-a --seeds 0,1,2 --write docs/evaluation.md
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

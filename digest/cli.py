@@ -406,10 +406,15 @@ def _read_ids(path: str) -> list[str]:
     "--protocol", "protocols", multiple=True, type=click.Choice(["item-cold-start", "new-readers"]),
     help="Protocols to run (default: both).",
 )  # fmt: skip
+@click.option(
+    "--train-tags",
+    is_flag=True,
+    help="Keep the dataset's reader-written tags on training items (held-out items never).",
+)
 @click.option("--write", "write_path", help="Write the markdown report here.")
 def evaluate_cmd(
     citeulike: str | None, items_path: str | None, interactions: str | None, seeds: str,
-    protocols: tuple[str, ...], write_path: str | None,
+    protocols: tuple[str, ...], train_tags: bool, write_path: str | None,
 ) -> None:  # fmt: skip
     """Measure ranking quality against baselines on held-out data.
 
@@ -433,7 +438,7 @@ def evaluate_cmd(
     started = time.perf_counter()
     reports = evaluate(
         data, seed_list, protocols=protocols or ("item-cold-start", "new-readers"),
-        progress=lambda line: click.echo(line, err=True),
+        progress=lambda line: click.echo(line, err=True), train_tags=train_tags,
     )  # fmt: skip
     command = (
         "digest evaluate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "digest evaluate"

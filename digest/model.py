@@ -8,9 +8,14 @@ a thin day can yield fewer items above a minimum score.
 Scorers (each a column of evidence for a (reader, item) pair):
 - lightfm:  collaborative + content (item features are text, tags, source only, so a
             new item is scored from its features; readers carry interests and teams).
+- neighbours: the item's nearest past items (TF-IDF) weighted by the reader's history,
+            expanded through the team's co-clicks (see `digest.neighbours`).
 - tfidf:    cosine between the item and the reader's weighted history (+ interests).
-- embed:    the same with MiniLM sentence embeddings, when the `embed` extra is installed.
+- embed_neighbours, embed: the same two with MiniLM sentence embeddings, when the
+            `embed` extra is installed.
 - interest: the reader's profile interests matched against the item text.
+
+The default weights come from `make eval` on citeulike-a (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import scipy.sparse as sp
 from lightfm import LightFM
 
 from digest import __version__, embed
+from digest import neighbours as nn
 from digest.errors import ModelError
 from digest.features import (
     ItemDoc,
@@ -39,7 +45,15 @@ from digest.features import (
 from digest.text import normalize
 
 MODEL_FORMAT = 1
-DEFAULT_WEIGHTS = {"lightfm": 1.0, "tfidf": 1.0, "embed": 1.5, "interest": 1.0}
+DEFAULT_WEIGHTS = {
+    "lightfm": 0.3,
+    "neighbours": 1.0,
+    "tfidf": 0.0,
+    "embed_neighbours": 3.0,
+    "embed": 0.5,
+    "interest": 1.0,
+}
+SCORERS = tuple(DEFAULT_WEIGHTS)
 #: An interest phrase counts as one history item of this weight.
 INTEREST_WEIGHT = 1.0
 
@@ -68,7 +82,7 @@ class Recommender:
         self,
         *,
         components: int = 48,
-        epochs: int = 20,
+        epochs: int = 10,
         learning_rate: float = 0.05,
         loss: str = "warp",
         item_alpha: float = 1e-6,
@@ -237,6 +251,8 @@ class Recommender:
                 row = per_reader[self.reader_index[event.reader]]
                 row[col] = row.get(col, 0.0) + event.weight
         self.history = [{c: w for c, w in row.items() if w != 0} for row in per_reader]
+        self.history_matrix = _history_matrix(self.history, len(self.item_ids))
+        self.co_clicks = nn.co_clicks(self.history_matrix)
         interests = [self.readers_info.get(r, ReaderInfo(r)).interests for r in self.reader_ids]
         interest_text = [" ; ".join(phrases) for phrases in interests]
         self.interest_tfidf = self.vectorizer.transform(interest_text)
@@ -275,19 +291,15 @@ class Recommender:
         rng = np.random.RandomState(self.random_state)
         readers = rng.choice(len(self.reader_ids), min(300, len(self.reader_ids)), replace=False)
         cols = rng.choice(len(self.item_ids), min(1000, len(self.item_ids)), replace=False)
-        self.scale = {
-            "lightfm": (0.0, 1.0),
-            "tfidf": (0.0, 1.0),
-            "embed": (0.0, 1.0),
-            "interest": (0.0, 1.0),
-        }
-        raw = self._raw_scores(
-            [self.reader_ids[r] for r in readers],
+        self.scale = {name: (0.0, 1.0) for name in SCORERS}
+        side = self._item_side(
+            [self.item_ids[c] for c in cols],
             self.item_tfidf[cols],
             self.item_embed[cols] if self.use_embed else None,
-            self.lightfm.get_item_representations(self._item_features[cols]),
-            [self.item_ids[c] for c in cols],
+            self._item_features[cols],
+            texts=None,
         )
+        raw = self._raw_scores([self.reader_ids[r] for r in readers], side)
         for name, values in raw.items():
             std = float(values.std())
             self.scale[name] = (float(values.mean()), std if std > 1e-9 else 1.0)
@@ -299,53 +311,73 @@ class Recommender:
         self._check_fitted()
         tfidf = self.vectorizer.transform([d.text for d in items])
         features = item_feature_matrix(tfidf, items, self.vocab, grow=False, k=self.max_terms)
-        return {
-            "ids": [d.id for d in items],
+        vectors = self._embed_items(items, None) if self.use_embed else None
+        texts = [normalize(f"{d.title} {d.abstract}") for d in items]
+        return self._item_side([d.id for d in items], tfidf, vectors, features, texts)
+
+    def _item_side(
+        self,
+        ids: list[str],
+        tfidf: sp.csr_matrix,
+        vectors: np.ndarray | None,
+        features: sp.csr_matrix,
+        texts: list[str] | None,
+    ) -> dict:
+        # An item that is also a past item must not count itself as its own neighbour:
+        # the same item scores the same whether or not it was in the training set.
+        own = np.array([self.item_index.get(i, -1) for i in ids], dtype=np.int64)
+        side = {
+            "ids": ids,
             "tfidf": tfidf,
-            "vectors": self._embed_items(items, None) if self.use_embed else None,
+            "vectors": vectors,
             "lightfm": self.lightfm.get_item_representations(features),
-            "texts": [normalize(f"{d.title} {d.abstract}") for d in items],
+            "texts": texts,
+            "neighbours": nn.nearest(tfidf, self.item_tfidf, exclude=own),
         }
+        if vectors is not None:
+            side["embed_neighbours"] = nn.nearest(vectors, self.item_embed, exclude=own)
+        return side
 
     def score(
         self, readers: list[str], items: list[ItemDoc], *, prepared: dict | None = None
     ) -> Components:
         """Blended scores (readers x items) plus each scorer's raw scores."""
-        p = prepared or self.prepare(items)
-        raw = self._raw_scores(
-            readers, p["tfidf"], p["vectors"], p["lightfm"], p["ids"], texts=p["texts"]
-        )
-        blended = np.zeros((len(readers), len(items)), dtype=np.float32)
-        for name, values in raw.items():
-            mean, std = self.scale[name]
-            blended += self.weights.get(name, 0.0) * (values - mean) / std
-        return Components(raw, blended)
+        raw = self._raw_scores(readers, prepared or self.prepare(items))
+        return Components(raw, self.blend(raw))
 
-    def _raw_scores(
-        self,
-        readers: list[str],
-        tfidf: sp.csr_matrix,
-        vectors: np.ndarray | None,
-        lightfm_items: tuple[np.ndarray, np.ndarray],
-        item_ids: list[str],
-        texts: list[str] | None = None,
-    ) -> dict[str, np.ndarray]:
+    def blend(self, raw: dict[str, np.ndarray], weights: dict[str, float] | None = None):
+        """Weighted sum of standardised scorers (the model's own weights by default)."""
+        weights = self.weights if weights is None else weights
+        shape = next(iter(raw.values())).shape
+        blended = np.zeros(shape, dtype=np.float32)
+        for name, values in raw.items():
+            weight = weights.get(name, 0.0)
+            if weight:
+                mean, std = self.scale[name]
+                blended += weight * (values - mean) / std
+        return blended
+
+    def _raw_scores(self, readers: list[str], side: dict) -> dict[str, np.ndarray]:
         rows = [self._reader_row(r) for r in readers]
         known = [r for r in rows if r is not None]
         user_bias, user_vecs = self._user_vectors(readers, rows)
-        item_bias, item_vecs = lightfm_items
+        item_bias, item_vecs = side["lightfm"]
         out = {"lightfm": user_vecs @ item_vecs.T + item_bias[None, :] + user_bias[:, None]}
+        expanded = nn.expand(self._rows_or_zero(self.history_matrix, rows, known), self.co_clicks)
+        out["neighbours"] = nn.score(expanded, side["neighbours"])
         centroid = self._rows_or_zero(self.tfidf_centroid, rows, known)
-        out["tfidf"] = np.asarray((centroid @ tfidf.T).todense(), dtype=np.float32)
+        out["tfidf"] = np.asarray((centroid @ side["tfidf"].T).todense(), dtype=np.float32)
         interest = self._rows_or_zero(self.interest_tfidf, rows, known)
-        out["interest"] = np.asarray((interest @ tfidf.T).todense(), dtype=np.float32)
-        if texts is not None:
-            out["interest"] += self._phrase_hits(rows, texts)
+        out["interest"] = np.asarray((interest @ side["tfidf"].T).todense(), dtype=np.float32)
+        if side["texts"] is not None:
+            out["interest"] += self._phrase_hits(rows, side["texts"])
+        vectors = side["vectors"]
         if self.use_embed and vectors is not None:
             dense = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
             idx = [i for i, r in enumerate(rows) if r is not None]
             dense[idx] = self.embed_centroid[[rows[i] for i in idx]]
             out["embed"] = dense @ vectors.T
+            out["embed_neighbours"] = nn.score(expanded, side["embed_neighbours"])
         return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
 
     def _phrase_hits(self, rows: list[int | None], texts: list[str]) -> np.ndarray:
@@ -425,6 +457,15 @@ class Recommender:
 def embed_text(doc: ItemDoc) -> str:
     """What the sentence model reads: title and the start of the abstract."""
     return f"{doc.title}. {doc.abstract}"[:1000]
+
+
+def _history_matrix(history: list[dict[int, float]], n_items: int) -> sp.csr_matrix:
+    rows = [r for r, entries in enumerate(history) for _ in entries]
+    cols = [c for entries in history for c in entries]
+    vals = [w for entries in history for w in entries.values()]
+    return sp.csr_matrix(
+        (np.array(vals, dtype=np.float32), (rows, cols)), shape=(len(history), n_items)
+    )
 
 
 def _normalize_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
