@@ -292,7 +292,7 @@ MODEL_OPTION = click.option(
 @MODEL_OPTION
 @PROFILES_OPTION
 @click.option("--update", is_flag=True, help="Incremental update of the saved model.")
-@click.option("--epochs", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 500), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random state.")
 @click.option(
     "--embeddings", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,

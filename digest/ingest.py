@@ -154,32 +154,41 @@ def _ingest_parsed(
     try:
         with store.transaction():
             index.refresh()
-            _store_items(store, index, parsed, outcome, source)
+            written = _store_items(store, index, parsed, outcome, source)
     except DigestError as exc:
         store.record_run(path=parsed.location, status="error", errors=1, error=str(exc))
         return FileOutcome(parsed.location, "error", error=str(exc))
-    finally:
-        index.refresh()
+    index.learn(written)  # only once committed: a rolled-back file leaves no keys behind
     return outcome
 
 
 class KeyIndex:
     """Every dedup key in memory, so a record costs a dict probe, not a query.
 
-    It catches up from the table (by rowid) at the start of each file's transaction,
-    so keys another process wrote in the meantime are seen before they matter.
+    Loaded once, then kept current by `learn` with what this process commits. At the
+    start of each file's transaction, SQLite's data_version tells whether another
+    connection committed in the meantime; only then is the index reloaded, so keys
+    another process wrote are seen before they matter.
     """
 
     def __init__(self, store: Store):
         self.store = store
         self.keys: dict[str, str] = {}
-        self.last_rowid = 0
+        self.version: int | None = None
         self._ids: dict[str, str] = {}
 
     def refresh(self) -> None:
-        """Load keys written since the last refresh (committed or in this transaction)."""
-        self.last_rowid, rows = self.store.keys_since(self.last_rowid)
-        for key, item_id in rows:
+        """Reload when the database changed under another connection (or on first use)."""
+        version = self.store.data_version()
+        if version == self.version:
+            return
+        self.keys.clear()
+        self.learn(self.store.all_keys())
+        self.version = version
+
+    def learn(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Add keys this process has committed (the first owner of a key keeps it)."""
+        for key, item_id in pairs:
             self.keys.setdefault(key, self._ids.setdefault(item_id, item_id))
 
 
@@ -196,7 +205,8 @@ def _source_for(result: ParseResult, location: str, override: str | None) -> tup
 
 def _store_items(
     store: Store, index: KeyIndex, parsed: _Parsed, outcome: FileOutcome, override: str | None
-) -> None:
+) -> list[tuple[str, str]]:
+    """Write one parsed file; return the dedup keys written (for the in-memory index)."""
     result = parsed.result
     assert result is not None  # checked by the caller
     name, kind = _source_for(result, parsed.location, override)
@@ -215,11 +225,12 @@ def _store_items(
             outcome.new_ids.append(item_id)
         else:
             outcome.duplicates += 1
-    batch.flush()
+    written = batch.flush()
     store.finish_run(
         run_id, status="ok", entries=outcome.entries, new=outcome.new,
         duplicates=outcome.duplicates,
     )  # fmt: skip
+    return written
 
 
 class Batch:
@@ -263,10 +274,7 @@ class Batch:
         """
         fp = fp or fingerprint(record)
         record_hash = digest_of(self.day, fp.title, fp.abstract, record.url or "")
-        seen_key = f"rec:{self.source_id}:{record_hash[:20]}"
-        known = self.lookup((*fp.exact, *fp.blocking, seen_key))
-        if seen_key in known:
-            return known[seen_key], False
+        known = self.lookup((*fp.exact, *fp.blocking))
         match = find_match(fp, lambda keys: known, self.candidates)
         if match is None:
             item_id = self._new_id(fp, known)
@@ -277,7 +285,7 @@ class Batch:
         else:
             item_id, reason, score = match.item_id, match.reason, match.score
             self.enrichments.append((item_id, _enrichment(record)))
-        for key in (*fp.exact, *fp.blocking, seen_key):
+        for key in (*fp.exact, *fp.blocking):
             self.keys.setdefault(key, item_id)
         self.records.append(
             dict(
@@ -302,10 +310,11 @@ class Batch:
             candidate = f"{item_id}-{suffix}"
         return candidate
 
-    def flush(self) -> None:
-        """Write everything queued (inside the caller's transaction)."""
+    def flush(self) -> list[tuple[str, str]]:
+        """Write everything queued (inside the caller's transaction); return the keys."""
+        written = list(self.keys.items())
         self.store.insert_items([item for item, _ in self.items.values()])
-        self.store.add_keys_bulk(self.keys.items())
+        self.store.add_keys_bulk(written)
         self.store.insert_records(self.records)
         for item_id, fields in self.enrichments:
             self.store.enrich_item(item_id, fields)
@@ -313,6 +322,7 @@ class Batch:
         self.keys.clear()
         self.records.clear()
         self.enrichments.clear()
+        return written
 
 
 def ingest_record(

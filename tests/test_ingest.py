@@ -93,10 +93,50 @@ def test_bad_file_fails_alone_and_leaves_nothing_half_written(store: Store, tmp_
 
 def test_store_records_migrations_and_uses_wal(db_path: Path) -> None:
     with Store.open(db_path) as store:
-        assert store.applied_migrations() == ["m001_initial", "m002_readers_feedback"]
+        assert store.applied_migrations() == [
+            "m001_initial", "m002_readers_feedback", "m003_item_keys_by_key",
+            "m004_fts_detail_column",
+        ]  # fmt: skip
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with Store.open(db_path) as store:  # reopening applies nothing twice
         assert store.migrate() == []
+
+
+def test_database_from_first_release_migrates_with_its_data(db_path: Path, monkeypatch) -> None:
+    from digest import store as store_module
+
+    dumps = sorted(str(p) for p in SEEDS.glob("*.txt"))
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
+    with Store.open(db_path) as old:
+        assert ingest(old, dumps[:1], today=TODAY).new == 85
+        old_keys = sorted(old.all_keys())
+        word = max(old.items()[0]["title"].split(), key=len)
+    monkeypatch.undo()
+    with Store.open(db_path) as store:
+        applied = store.applied_migrations()
+        assert applied[-2:] == ["m003_item_keys_by_key", "m004_fts_detail_column"]
+        assert sorted(store.all_keys()) == old_keys and old_keys
+        assert store.items(search=word)  # the rebuilt index covers old rows
+        again = ingest(store, dumps, today=TODAY)
+        assert [f.new for f in again.files] == [0, 88, 86, 61, 63]
+
+
+def test_another_writer_between_files_is_seen(db_path: Path) -> None:
+    """Two connections ingest overlapping dumps: the second must not re-add papers."""
+    first, second = Store.open(db_path), Store.open(db_path)
+    try:
+        from digest.ingest import KeyIndex
+
+        dumps = sorted(str(p) for p in SEEDS.glob("*.txt"))
+        index = KeyIndex(second)
+        index.refresh()  # loaded while the database is still empty
+        assert ingest(first, dumps[:1], today=TODAY).new == 85
+        index.refresh()  # another connection committed: reloaded
+        assert len(index.keys) == len(second.all_keys()) > 0
+        assert ingest(second, dumps[:2], today=TODAY).new == 88
+    finally:
+        first.close()
+        second.close()
 
 
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
@@ -114,6 +154,9 @@ def test_full_text_search(store: Store) -> None:
     assert hits
     assert all("checkpoint" in (h["title"] + h["abstract"]).lower() for h in hits)
     assert isinstance(store.items(search='"unbalanced quote AND'), list)  # quoted, no error
+    hyphen = store.items(search="check-pointing")  # two words, both required, no phrase
+    assert {h["id"] for h in hyphen} <= {h["id"] for h in hits}
+    assert store.items(search="!!!") == []
 
 
 def test_feed_from_loopback_http_server(store: Store) -> None:

@@ -61,3 +61,12 @@ def test_json_parser_never_raises_anything_else(text: str) -> None:
     except ParseError:
         return
     assert all(r.title for r in result.items)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=60))
+def test_any_search_text_is_a_list_never_a_query_error(tmp_path_factory, text: str) -> None:
+    from digest.store import Store
+
+    with Store.open(tmp_path_factory.mktemp("fts") / "d.db") as store:
+        assert isinstance(store.items(search=text), list)
