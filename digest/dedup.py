@@ -40,6 +40,8 @@ class Fingerprint:
     doi: str | None
     exact: tuple[str, ...]
     blocking: tuple[str, ...]
+    #: Hash of the normalised title and abstract (computed here, in the parsing worker).
+    content_hash: str = ""
 
     @property
     def canonical_key(self) -> str:
@@ -89,6 +91,7 @@ def fingerprint(record: ItemRecord) -> Fingerprint:
         doi=record.doi,
         exact=tuple(exact),
         blocking=_blocking_keys(title, abstract),
+        content_hash=digest_of(title, abstract),
     )
 
 

@@ -69,6 +69,7 @@ class _Parsed:
     result: ParseResult | None = None
     error: str | None = None
     fingerprints: list[Fingerprint] = field(default_factory=list)
+    record_hashes: list[str] = field(default_factory=list)
 
 
 #: Files parsed ahead of the writer; bounds memory while both cores stay busy.
@@ -132,7 +133,10 @@ def _parse_one(location: str, fmt: str, given: date | None, today: date) -> _Par
         data = read_bytes(location)
         file_hash = hashlib.sha256(data).hexdigest()
         result = parse_location(location, fmt=fmt, given=given, today=today)
-        return _Parsed(location, file_hash, result, None, [fingerprint(r) for r in result.items])
+        day = (result.day or given or today).isoformat()
+        fps = [fingerprint(r) for r in result.items]
+        hashes = [record_hash(day, fp, r) for fp, r in zip(fps, result.items, strict=True)]
+        return _Parsed(location, file_hash, result, None, fps, hashes)
     except ParseError as exc:
         return _Parsed(location, "", error=str(exc))
 
@@ -217,9 +221,10 @@ def _store_items(
         warnings=result.warnings,
     )  # fmt: skip
     batch = Batch(store, index, source_id, run_id, outcome.day or "")
-    for record, fp in zip(result.items, parsed.fingerprints, strict=True):
+    work = zip(result.items, parsed.fingerprints, parsed.record_hashes, strict=True)
+    for record, fp, rec_hash in work:
         outcome.entries += 1
-        item_id, is_new = batch.add(record, fp)
+        item_id, is_new = batch.add(record, fp, rec_hash)
         if is_new:
             outcome.new += 1
             outcome.new_ids.append(item_id)
@@ -267,13 +272,16 @@ class Batch:
         stored = [i for i in ids if i not in self.items]
         return pending + (self.store.candidates(stored) if stored else [])
 
-    def add(self, record: ItemRecord, fp: Fingerprint | None = None) -> tuple[str, bool]:
+    def add(
+        self, record: ItemRecord, fp: Fingerprint | None = None, rec_hash: str | None = None
+    ) -> tuple[str, bool]:
         """Queue one record: a new item, or a linked sighting of an existing one.
 
+        `fp` and `rec_hash` come precomputed from the parsing worker when available.
         Returns (item id, whether the item is new).
         """
         fp = fp or fingerprint(record)
-        record_hash = digest_of(self.day, fp.title, fp.abstract, record.url or "")
+        rec_hash = rec_hash or record_hash(self.day, fp, record)
         known = self.lookup((*fp.exact, *fp.blocking))
         match = find_match(fp, lambda keys: known, self.candidates)
         if match is None:
@@ -292,7 +300,7 @@ class Batch:
                 item_id=item_id, source_id=self.source_id, run_id=self.run_id,
                 seen_on=self.day, title=record.title,
                 abstract="" if match is None else record.abstract, url=record.url,
-                record_hash=record_hash, match=reason, score=score,
+                record_hash=rec_hash, match=reason, score=score,
             )
         )  # fmt: skip
         return item_id, match is None
@@ -338,6 +346,11 @@ def ingest_record(
     return result
 
 
+def record_hash(day: str, fp: Fingerprint, record: ItemRecord) -> str:
+    """Identity of one sighting: a source showing the same text on the same day once."""
+    return digest_of(day, fp.title, fp.abstract, record.url or "")
+
+
 def _new_item(record: ItemRecord, fp, item_id: str, source_id: int, day: str) -> NewItem:
     return NewItem(
         id=item_id,
@@ -350,7 +363,7 @@ def _new_item(record: ItemRecord, fp, item_id: str, source_id: int, day: str) ->
         source_id=source_id,
         first_seen=day,
         published=record.published,
-        content_hash=digest_of(fp.title, fp.abstract),
+        content_hash=fp.content_hash or digest_of(fp.title, fp.abstract),
         arxiv_id=record.arxiv_id,
         doi=record.doi,
         code_url=record.code_url,

@@ -87,7 +87,7 @@ class Recommender:
         loss: str = "warp",
         item_alpha: float = 1e-6,
         user_alpha: float = 1e-6,
-        max_terms: int = 30,
+        max_terms: int = 20,
         max_features: int = 50_000,
         weights: dict[str, float] | None = None,
         embeddings: str = "auto",
@@ -132,7 +132,8 @@ class Recommender:
             raise ModelError("embeddings requested but the 'embed' extra is not installed")
         self.readers_info = dict(readers or {})
         self.vectorizer = make_vectorizer(self.max_features)
-        self.vectorizer.fit([d.text for d in items])
+        # Fitting and transforming in one pass tokenises the corpus once, not twice.
+        tfidf = self.vectorizer.fit_transform([d.text for d in items])
         self.vocab = Vocabulary()
         self.item_ids = [d.id for d in items]
         self.item_index = {item_id: i for i, item_id in enumerate(self.item_ids)}
@@ -147,7 +148,9 @@ class Recommender:
         )
         self.reader_ids: list[str] = []
         self.reader_index: dict[str, int] = {}
-        self._update(items, interactions, epochs=self.epochs, item_vectors=item_vectors)
+        self._update(
+            items, interactions, epochs=self.epochs, item_vectors=item_vectors, tfidf=tfidf
+        )
         self._calibrate()
         self._fitted = True
         return self
@@ -192,13 +195,15 @@ class Recommender:
         epochs: int,
         item_vectors: dict[str, np.ndarray] | None,
         partial: bool = False,
+        tfidf: sp.csr_matrix | None = None,
     ) -> None:
         docs = {d.id: d for d in items}
         for reader in sorted({i.reader for i in interactions} | set(self.readers_info)):
             if reader not in self.reader_index:
                 self.reader_index[reader] = len(self.reader_ids)
                 self.reader_ids.append(reader)
-        tfidf = self.vectorizer.transform([docs[i].text for i in self.item_ids])
+        if tfidf is None:
+            tfidf = self.vectorizer.transform([docs[i].text for i in self.item_ids])
         item_features = item_feature_matrix(
             tfidf,
             [docs[i] for i in self.item_ids],

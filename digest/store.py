@@ -230,6 +230,10 @@ class NewItem:
     external_id: str | None
 
 
+def _json_list(values: tuple[str, ...]) -> str:
+    return json.dumps(list(values)) if values else "[]"
+
+
 def fts_query(text: str) -> str:
     """Every word of the user's text, each quoted: no query syntax, no phrases.
 
@@ -415,9 +419,9 @@ class Store:
             [
                 (
                     i.id, i.canonical_key, i.title, i.abstract, i.url,
-                    json.dumps(list(i.authors)), json.dumps(list(i.tags)), i.source_id,
+                    _json_list(i.authors), _json_list(i.tags), i.source_id,
                     i.first_seen, i.published, i.content_hash, i.arxiv_id, i.doi,
-                    i.code_url, json.dumps(list(i.project_urls)), i.external_id, stamp,
+                    i.code_url, _json_list(i.project_urls), i.external_id, stamp,
                 )
                 for i in items
             ],
