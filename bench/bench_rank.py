@@ -77,7 +77,7 @@ def main() -> None:
         f"--interactions {args.interactions} --epochs {args.epochs} "
         f"--embeddings {args.embeddings}`)\n"
         f"- Machine: {machine()}\n"
-        f"- Train (LightFM WARP, {args.epochs} epochs, 1 thread, + text centroids): "
+        f"- Train (LightFM WARP, {args.epochs} epochs, 1 thread, + neighbour and centroid scorers): "
         f"**{train_s:.1f} s** (target < 120 s)\n"
         f"- Score every reader and select a diversified top 20 with explanations: "
         f"**{rank_s:.1f} s** (target < 15 s)\n"
