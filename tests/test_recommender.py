@@ -199,3 +199,44 @@ def test_embeddings_extra_is_used_when_installed() -> None:
     parts = model.score(["u2"], docs[28:32] + docs[40:48]).raw  # u2 reads robot papers
     assert parts["embed"].shape == (1, 12)
     assert parts["embed"][0, :4].mean() > parts["embed"][0, 4:].mean()  # robot > protein
+
+
+def test_incremental_update_learns_new_items_readers_and_events(tmp_path: Path) -> None:
+    docs = _docs()
+    old = [d for d in docs if not d.id.endswith(("8", "9", "10", "11"))]
+    model = Recommender(epochs=5, embeddings="off").fit(old, _interactions())
+    scale = dict(model.scale)
+    fresh = [d for d in docs if d not in old]
+    protein = np.array([d.id.startswith("protein") for d in fresh])
+    before = model.score(["newcomer"], fresh)  # unknown reader: nothing known yet
+    clicks = [Interaction("newcomer", f"protein{k}", 1.0) for k in range(4)]
+    model.fit_partial(docs, _interactions() + clicks)
+    assert set(model.item_ids) == {d.id for d in docs}
+    assert model.scale == scale  # scores stay on the scale of earlier days
+    after = model.score(["newcomer"], fresh)
+    # The four protein clicks now lift protein papers, most of all through their neighbours.
+    gain = after.blended[0] - before.blended[0]
+    assert gain[protein].min() > gain[~protein].max()
+    assert fresh[int(np.argmax(after.raw["neighbours"][0]))].id.startswith("protein")
+    model.save(tmp_path / "m.model")
+    assert Recommender.load(tmp_path / "m.model").reader_history("newcomer")
+
+
+def test_cli_train_update_after_new_feedback(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"DIGEST_DB": str(tmp_path / "d.db"), "DIGEST_MODEL": str(tmp_path / "m.model"),
+           "DIGEST_PROFILES": str(PROFILES)}  # fmt: skip
+    assert runner.invoke(cli, ["ingest", str(EXAMPLES / "dumps")], env=env).exit_code == 0
+    assert (
+        runner.invoke(cli, ["train", "--embeddings", "off", "--epochs", "2"], env=env).exit_code
+        == 0
+    )
+    before = Recommender.load(tmp_path / "m.model")
+    item = before.item_ids[0]
+    added = runner.invoke(cli, ["feedback", "add", "zoe", item, "like"], env=env)
+    assert added.exit_code == 0, added.output
+    updated = runner.invoke(cli, ["train", "--update"], env=env)
+    assert updated.exit_code == 0, updated.output
+    after = Recommender.load(tmp_path / "m.model")
+    assert after.reader_history("zoe") == {item: 2.0}  # a like weighs double
+    assert after.vectorizer.vocabulary_ == before.vectorizer.vocabulary_
