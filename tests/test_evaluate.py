@@ -177,3 +177,12 @@ def test_read_dataset_reports_bad_rows(tmp_path: Path) -> None:
     pairs.write_text("user,item,event\nu1,1,click\nu2,1,explode\n")
     with pytest.raises(Exception, match=r"pairs.csv:3"):
         read_dataset(items, pairs)
+
+
+def test_evaluation_without_the_embed_extra_reports_the_base_model(monkeypatch) -> None:
+    from digest import embed
+
+    monkeypatch.setattr(embed, "available", lambda: False)
+    (report,) = evaluate(_topical(200, 30), [1], protocols=("item-cold-start",), workers=1)
+    assert "digest (with embeddings)" not in report.metrics
+    assert report.metrics["digest (no embeddings)"]["auc"] > 0.9
