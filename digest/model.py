@@ -364,15 +364,14 @@ class Recommender:
 
     def _raw_scores(self, readers: list[str], side: dict) -> dict[str, np.ndarray]:
         rows = [self._reader_row(r) for r in readers]
-        known = [r for r in rows if r is not None]
-        user_bias, user_vecs = self._user_vectors(readers, rows)
+        user_bias, user_vecs = self._user_vectors(readers)
         item_bias, item_vecs = side["lightfm"]
         out = {"lightfm": user_vecs @ item_vecs.T + item_bias[None, :] + user_bias[:, None]}
-        expanded = nn.expand(self._rows_or_zero(self.history_matrix, rows, known), self.co_clicks)
+        expanded = nn.expand(self._rows_or_zero(self.history_matrix, rows), self.co_clicks)
         out["neighbours"] = nn.score(expanded, side["neighbours"])
-        centroid = self._rows_or_zero(self.tfidf_centroid, rows, known)
+        centroid = self._rows_or_zero(self.tfidf_centroid, rows)
         out["tfidf"] = np.asarray((centroid @ side["tfidf"].T).todense(), dtype=np.float32)
-        interest = self._rows_or_zero(self.interest_tfidf, rows, known)
+        interest = self._rows_or_zero(self.interest_tfidf, rows)
         out["interest"] = np.asarray((interest @ side["tfidf"].T).todense(), dtype=np.float32)
         if side["texts"] is not None:
             out["interest"] += self._phrase_hits(rows, side["texts"])
@@ -395,14 +394,13 @@ class Recommender:
                     hits[i] += np.fromiter((f" {phrase} " in t for t in padded), np.float32)
         return hits
 
-    def _user_vectors(
-        self, readers: list[str], rows: list[int | None]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _user_vectors(self, readers: list[str]) -> tuple[np.ndarray, np.ndarray]:
         features = user_feature_matrix(readers, self.readers_info, self.vocab, grow=False)
         return self.lightfm.get_user_representations(features)
 
     @staticmethod
-    def _rows_or_zero(matrix: sp.csr_matrix, rows: list[int | None], known: list[int]):
+    def _rows_or_zero(matrix: sp.csr_matrix, rows: list[int | None]) -> sp.csr_matrix:
+        """The readers' rows of `matrix`; readers the model does not know get zeros."""
         picked = matrix[[r if r is not None else 0 for r in rows]]
         mask = sp.diags(np.array([r is not None for r in rows], dtype=np.float32))
         return sp.csr_matrix(mask @ picked)
