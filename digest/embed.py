@@ -14,6 +14,8 @@ from functools import lru_cache
 import numpy as np
 
 DIMENSIONS = 384
+#: Names the vectors: a model file or cache holding another model's vectors is stale.
+MODEL_NAME = "all-MiniLM-L6-v2"
 
 
 def available() -> bool:

@@ -91,9 +91,9 @@ def item_feature_matrix(
     text: sp.csr_matrix, docs: list[ItemDoc], vocab: Vocabulary, *, grow: bool, k: int
 ) -> sp.csr_matrix:
     """LightFM item features: top-k TF-IDF terms plus tags/source, rows summing to 1."""
-    extra = _one_hot([item_extra_names(d) for d in docs], vocab.item_extra, grow, _EXTRA_CAPACITY)
+    extra = _one_hot([item_extra_names(d) for d in docs], vocab.item_extra, grow)
     combined = sp.hstack([top_terms(text, k), extra], format="csr", dtype=np.float32)
-    return _rows_sum_to_one(combined, text.shape[1] + _EXTRA_CAPACITY)
+    return _rows_sum_to_one(combined)
 
 
 def user_feature_names(handle: str, info: ReaderInfo | None) -> list[str]:
@@ -110,36 +110,30 @@ def user_feature_matrix(
 ) -> sp.csr_matrix:
     """LightFM user features (unknown names are dropped when not growing)."""
     names = [user_feature_names(h, infos.get(h)) for h in handles]
-    matrix = _one_hot(names, vocab.user, grow, _USER_CAPACITY)
-    return _rows_sum_to_one(matrix, _USER_CAPACITY)
+    return _rows_sum_to_one(_one_hot(names, vocab.user, grow))
 
 
-#: Fixed widths so a saved model can take new tags, readers and teams without
-#: changing its matrix shapes (fit_partial needs stable dimensions).
-_EXTRA_CAPACITY = 20_000
-_USER_CAPACITY = 200_000
+def _one_hot(rows: list[list[str]], index: dict[str, int], grow: bool) -> sp.csr_matrix:
+    """One column per known name; with `grow`, unknown names get new columns.
 
-
-def _one_hot(rows: list[list[str]], index: dict[str, int], grow: bool, width: int) -> sp.csr_matrix:
+    The width is the vocabulary's size, so it grows with the data: the model widens
+    its LightFM arrays to match (`Recommender._fit_lightfm`).
+    """
     r, c = [], []
     for i, names in enumerate(rows):
         for name in names:
             col = index.get(name)
-            if col is None and grow and len(index) < width:
+            if col is None and grow:
                 col = index[name] = len(index)
             if col is not None:
                 r.append(i)
                 c.append(col)
     data = np.ones(len(r), dtype=np.float32)
-    return sp.csr_matrix((data, (r, c)), shape=(len(rows), width), dtype=np.float32)
+    return sp.csr_matrix((data, (r, c)), shape=(len(rows), len(index)), dtype=np.float32)
 
 
-def _rows_sum_to_one(matrix: sp.csr_matrix, width: int) -> sp.csr_matrix:
+def _rows_sum_to_one(matrix: sp.csr_matrix) -> sp.csr_matrix:
     matrix = sp.csr_matrix(matrix, dtype=np.float32)
-    if matrix.shape[1] < width:
-        matrix = sp.hstack(
-            [matrix, sp.csr_matrix((matrix.shape[0], width - matrix.shape[1]))], format="csr"
-        )
     sums = np.asarray(matrix.sum(axis=1)).ravel()
     sums[sums == 0] = 1.0
     return sp.csr_matrix(sp.diags(1.0 / sums) @ matrix, dtype=np.float32)

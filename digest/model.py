@@ -21,16 +21,13 @@ The default weights come from `make eval` on citeulike-a (docs/evaluation.md).
 from __future__ import annotations
 
 import os
-import pickle
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from digest import __version__, embed
+from digest import __version__, embed, modelfile
 from digest import neighbours as nn
 from digest.errors import ModelError
 from digest.features import (
@@ -44,7 +41,6 @@ from digest.features import (
 )
 from digest.text import normalize
 
-MODEL_FORMAT = 1
 DEFAULT_WEIGHTS = {
     "lightfm": 0.3,
     "neighbours": 1.0,
@@ -214,7 +210,28 @@ class Recommender:
         user_features = user_feature_matrix(
             self.reader_ids, self.readers_info, self.vocab, grow=True
         )
-        matrix = self._interaction_matrix(interactions)
+        self._fit_lightfm(
+            self._interaction_matrix(interactions), item_features, user_features, epochs
+        )
+        self._item_features = item_features
+        self._history(interactions, tfidf, docs, item_vectors)
+
+    def _fit_lightfm(
+        self,
+        matrix: sp.coo_matrix,
+        item_features: sp.csr_matrix,
+        user_features: sp.csr_matrix,
+        epochs: int,
+    ) -> None:
+        """Train LightFM, first widening its arrays for feature columns added since.
+
+        Feature vocabularies grow with the data (new readers, teams, interests), so
+        the model file stays proportional to the data instead of reserving fixed
+        capacity; new rows start as LightFM starts its own.
+        """
+        if self.lightfm.item_embeddings is not None:
+            _grow_lightfm(self.lightfm, "item", item_features.shape[1])
+            _grow_lightfm(self.lightfm, "user", user_features.shape[1])
         self.lightfm.fit_partial(
             matrix,
             user_features=user_features,
@@ -223,8 +240,6 @@ class Recommender:
             epochs=epochs,
             num_threads=self.num_threads,
         )
-        self._item_features = item_features
-        self._history(interactions, tfidf, docs, item_vectors)
 
     def _interaction_matrix(self, interactions: list[Interaction]) -> sp.coo_matrix:
         # WARP learns from positives only; negatives shape the text centroids instead.
@@ -428,33 +443,258 @@ class Recommender:
     # -- persistence --------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model atomically (a crash never leaves half a model file)."""
+        """Write the model atomically, as arrays and a JSON header (see `digest.modelfile`)."""
         self._check_fitted()
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"format": MODEL_FORMAT, "digest": __version__, "model": self}
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".model-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        header, arrays = self._state()
+        modelfile.write(path, header, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Recommender:
-        """Read a saved model, refusing files of another format version."""
+        """Read a saved model. Nothing in the file can run code; any fault is a ModelError."""
+        header, arrays = modelfile.read(path)
+        model = cls(**_params(path, header))
+        model._restore(path, header, arrays)
+        return model
+
+    _LIGHTFM_ARRAYS = tuple(
+        f"{side}_{part}"
+        for side in ("item", "user")
+        for part in (
+            "embeddings", "embedding_gradients", "embedding_momentum",
+            "biases", "bias_gradients", "bias_momentum",
+        )
+    )  # fmt: skip
+    _LIGHTFM_PARAMS = (
+        "no_components", "k", "n", "learning_schedule", "loss", "learning_rate", "rho",
+        "epsilon", "item_alpha", "user_alpha", "max_sampled",
+    )  # fmt: skip
+
+    def _state(self) -> tuple[dict, dict]:
+        """Everything `load` needs, split into JSON-able header fields and arrays."""
+        rng_name, rng_keys, rng_pos, has_gauss, gauss = self.lightfm.random_state.get_state()
+        header = {
+            "digest": __version__,
+            "params": self.get_params(),
+            "use_embed": bool(self.use_embed),
+            "embed_model": embed.MODEL_NAME if self.use_embed else None,
+            "scale": {name: list(pair) for name, pair in self.scale.items()},
+            "terms": [str(t) for t in self.terms()],
+            "item_extra": _by_column(self.vocab.item_extra),
+            "user_features": _by_column(self.vocab.user),
+            "item_ids": self.item_ids,
+            "titles": [self.titles.get(i, "") for i in self.item_ids],
+            "reader_ids": self.reader_ids,
+            "readers": {
+                h: {"interests": list(r.interests), "teams": list(r.teams)}
+                for h, r in self.readers_info.items()
+            },
+            "lightfm": {name: getattr(self.lightfm, name) for name in self._LIGHTFM_PARAMS},
+            "rng": {"name": rng_name, "pos": int(rng_pos), "has_gauss": int(has_gauss),
+                    "gauss": float(gauss)},
+        }  # fmt: skip
+        arrays = {name: getattr(self.lightfm, name) for name in self._LIGHTFM_ARRAYS}
+        arrays.update(
+            idf=self.vectorizer.idf_,
+            rng_keys=rng_keys,
+            item_tfidf=self.item_tfidf,
+            history=self.history_matrix,
+            co_clicks=self.co_clicks,
+            interest_tfidf=self.interest_tfidf,
+            tfidf_centroid=self.tfidf_centroid,
+        )
+        if self.use_embed:
+            arrays.update(item_embed=self.item_embed, embed_centroid=self.embed_centroid)
+        return header, arrays
+
+    def _restore(self, path: str | os.PathLike[str], header: dict, arrays: dict) -> None:
+        """Rebuild a fitted model from `_state`'s output, checking every shape."""
+        field = modelfile.field
+        terms = field(path, header, "terms", list)
+        self.item_ids = [str(i) for i in field(path, header, "item_ids", list)]
+        self.reader_ids = [str(r) for r in field(path, header, "reader_ids", list)]
+        titles = field(path, header, "titles", list)
+        if len(titles) != len(self.item_ids):
+            raise ModelError(f"{path}: corrupt model header (titles and item ids differ)")
+        self.item_index = {item_id: i for i, item_id in enumerate(self.item_ids)}
+        self.reader_index = {reader: i for i, reader in enumerate(self.reader_ids)}
+        self.titles = dict(zip(self.item_ids, map(str, titles), strict=True))
+        self.readers_info = _reader_infos(path, field(path, header, "readers", dict))
+        self.vocab = Vocabulary(
+            item_extra=_by_name(field(path, header, "item_extra", list)),
+            user=_by_name(field(path, header, "user_features", list)),
+        )
+        self.scale = _scale(path, field(path, header, "scale", dict))
+        self.use_embed = bool(header.get("use_embed"))
+        self.vectorizer = make_vectorizer(self.max_features)
+        self.vectorizer.vocabulary_ = {str(t): i for i, t in enumerate(terms)}
+        self.vectorizer.idf_ = _shaped(path, arrays, "idf", (len(terms),))
+        self._restore_lightfm(path, header, arrays, len(terms))
+        n_items, n_readers = len(self.item_ids), len(self.reader_ids)
+        self.item_tfidf = _sparse_shaped(path, arrays, "item_tfidf", (n_items, len(terms)))
+        self.history_matrix = _sparse_shaped(path, arrays, "history", (n_readers, n_items))
+        self.co_clicks = _sparse_shaped(path, arrays, "co_clicks", (n_items, n_items))
+        self.interest_tfidf = _sparse_shaped(
+            path, arrays, "interest_tfidf", (n_readers, len(terms))
+        )
+        self.tfidf_centroid = _sparse_shaped(
+            path, arrays, "tfidf_centroid", (n_readers, len(terms))
+        )
+        self.history = _history_rows(self.history_matrix)
+        self.interest_phrases = [
+            tuple(normalize(p) for p in self.readers_info.get(r, ReaderInfo(r)).interests)
+            for r in self.reader_ids
+        ]
+        if self.use_embed:
+            if header.get("embed_model") != embed.MODEL_NAME:
+                raise ModelError(f"{path}: embeddings of another model; retrain")
+            self.item_embed = _shaped(path, arrays, "item_embed", (n_items, embed.DIMENSIONS))
+            self.embed_centroid = _shaped(
+                path, arrays, "embed_centroid", (n_readers, embed.DIMENSIONS)
+            )
+            self._embed_cache = dict(zip(self.item_ids, self.item_embed, strict=True))
+        self._fitted = True
+
+    def _restore_lightfm(self, path, header: dict, arrays: dict, n_terms: int) -> None:
+        params = modelfile.field(path, header, "lightfm", dict)
         try:
-            with open(path, "rb") as handle:
-                payload = pickle.load(handle)
-        except FileNotFoundError:
-            raise ModelError(f"{path}: no model file; run 'digest train' first") from None
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-            raise ModelError(f"{path}: not a digest model ({exc})") from None
-        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-            raise ModelError(f"{path}: model format differs; retrain with 'digest train'")
-        return payload["model"]
+            self.lightfm = LightFM(
+                **{k: params[k] for k in self._LIGHTFM_PARAMS},
+                random_state=np.random.RandomState(self.random_state),
+            )
+        except (KeyError, TypeError, ValueError, AssertionError):
+            raise ModelError(f"{path}: corrupt model header (field 'lightfm')") from None
+        rng = modelfile.field(path, header, "rng", dict)
+        keys = _shaped(path, arrays, "rng_keys", (624,))
+        try:
+            self.lightfm.random_state.set_state(
+                (rng["name"], keys.astype(np.uint32), rng["pos"], rng["has_gauss"], rng["gauss"])
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"{path}: corrupt model header (field 'rng')") from None
+        n_item = n_terms + len(self.vocab.item_extra)
+        n_user = len(self.vocab.user)
+        dims = {"item": n_item, "user": n_user}
+        for name in self._LIGHTFM_ARRAYS:
+            side, _, part = name.partition("_")
+            rows = dims[side]
+            shape = (rows,) if part.startswith("bias") else (rows, self.lightfm.no_components)
+            setattr(self.lightfm, name, _shaped(path, arrays, name, shape, np.float32))
+
+    def get_params(self) -> dict:
+        """Constructor arguments, as scikit-learn estimators report them."""
+        return {
+            "components": self.components, "epochs": self.epochs,
+            "learning_rate": self.learning_rate, "loss": self.loss,
+            "item_alpha": self.item_alpha, "user_alpha": self.user_alpha,
+            "max_terms": self.max_terms, "max_features": self.max_features,
+            "weights": dict(self.weights), "embeddings": self.embeddings,
+            "random_state": self.random_state, "num_threads": self.num_threads,
+        }  # fmt: skip
+
+
+def _grow_lightfm(lightfm: LightFM, side: str, rows: int) -> None:
+    """Append rows to one side's LightFM arrays, initialised as `LightFM._initialize` does."""
+    embeddings = getattr(lightfm, f"{side}_embeddings")
+    extra = rows - embeddings.shape[0]
+    if extra <= 0:
+        return
+    width = lightfm.no_components
+    fresh = ((lightfm.random_state.rand(extra, width) - 0.5) / width).astype(np.float32)
+    start = 1.0 if lightfm.learning_schedule == "adagrad" else 0.0
+    pads = {
+        "embeddings": fresh,
+        "embedding_gradients": np.full((extra, width), start, dtype=np.float32),
+        "embedding_momentum": np.zeros((extra, width), dtype=np.float32),
+        "biases": np.zeros(extra, dtype=np.float32),
+        "bias_gradients": np.full(extra, start, dtype=np.float32),
+        "bias_momentum": np.zeros(extra, dtype=np.float32),
+    }
+    for part, pad in pads.items():
+        name = f"{side}_{part}"
+        setattr(lightfm, name, np.concatenate([getattr(lightfm, name), pad]))
+
+
+def _params(path: str | os.PathLike[str], header: dict) -> dict:
+    params = modelfile.field(path, header, "params", dict)
+    expected = {
+        "components": int, "epochs": int, "learning_rate": float, "loss": str,
+        "item_alpha": float, "user_alpha": float, "max_terms": int, "max_features": int,
+        "weights": dict, "embeddings": str, "random_state": int, "num_threads": int,
+    }  # fmt: skip
+    out = {}
+    for key, kind in expected.items():
+        value = params.get(key)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ModelError(f"{path}: corrupt model header (parameter {key!r})")
+        out[key] = value
+    weights = out["weights"]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in weights.values()):
+        raise ModelError(f"{path}: corrupt model header (parameter 'weights')")
+    if out["embeddings"] not in ("auto", "on", "off"):
+        raise ModelError(f"{path}: corrupt model header (parameter 'embeddings')")
+    return out
+
+
+def _shaped(
+    path: str | os.PathLike[str],
+    arrays: dict,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: type = np.float32,
+) -> np.ndarray:
+    value = modelfile.dense(path, arrays, name)
+    if value.shape != shape:
+        raise ModelError(f"{path}: corrupt model file (array {name!r} has shape {value.shape})")
+    return np.ascontiguousarray(value, dtype=dtype if name != "rng_keys" else value.dtype)
+
+
+def _sparse_shaped(
+    path: str | os.PathLike[str], arrays: dict, name: str, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    matrix = modelfile.sparse(path, arrays, name)
+    if matrix.shape != shape:
+        raise ModelError(f"{path}: corrupt model file (matrix {name!r} has shape {matrix.shape})")
+    return sp.csr_matrix(matrix, dtype=np.float32)
+
+
+def _scale(path: str | os.PathLike[str], raw: dict) -> dict[str, tuple[float, float]]:
+    out = {}
+    for name in SCORERS:
+        pair = raw.get(name)
+        if not (isinstance(pair, list) and len(pair) == 2) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in pair
+        ):
+            raise ModelError(f"{path}: corrupt model header (scale of {name!r})")
+        out[name] = (float(pair[0]), float(pair[1]) or 1.0)
+    return out
+
+
+def _reader_infos(path: str | os.PathLike[str], raw: dict) -> dict[str, ReaderInfo]:
+    out = {}
+    for handle, info in raw.items():
+        interests = info.get("interests") if isinstance(info, dict) else None
+        teams = info.get("teams") if isinstance(info, dict) else None
+        if not isinstance(interests, list) or not isinstance(teams, list):
+            raise ModelError(f"{path}: corrupt model header (reader {handle!r})")
+        out[handle] = ReaderInfo(handle, tuple(map(str, interests)), tuple(map(str, teams)))
+    return out
+
+
+def _by_column(index: dict[str, int]) -> list[str]:
+    return [name for name, _ in sorted(index.items(), key=lambda pair: pair[1])]
+
+
+def _by_name(names: list) -> dict[str, int]:
+    return {str(name): col for col, name in enumerate(names)}
+
+
+def _history_rows(matrix: sp.csr_matrix) -> list[dict[int, float]]:
+    return [
+        dict(zip(matrix.indices[s:e].tolist(), matrix.data[s:e].tolist(), strict=True))
+        for s, e in zip(matrix.indptr[:-1], matrix.indptr[1:], strict=True)
+    ]
 
 
 def embed_text(doc: ItemDoc) -> str:
