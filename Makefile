@@ -9,7 +9,7 @@ RUN_ENV = DIGEST_DB=$(RUN_DB) DIGEST_MODEL=build/example.model DIGEST_PROFILES=p
 # unpinned torch would pull a multi-GB CUDA build from the registry.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install install-base run test lint fmt bench eval clean
+.PHONY: install install-base run test lint fmt bench eval clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,7 +42,7 @@ fmt: install
 	$(VENV)/bin/ruff format digest tests bench
 	$(VENV)/bin/ruff check --fix digest tests bench
 
-test: lint
+test: lint browser
 	$(VENV)/bin/pytest
 
 bench: install
@@ -54,3 +54,9 @@ eval: install
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis
+
+# Real-browser tests need Debian's chromium and chromedriver; install them when
+# missing (these machines run as root with Debian's package sources).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-dejavu-core >/dev/null; }

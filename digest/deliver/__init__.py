@@ -1,0 +1,1 @@
+"""Delivery: write, send and record each rendered digest exactly once."""

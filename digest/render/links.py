@@ -1,0 +1,79 @@
+"""Every URL a rendered digest carries, built in one place.
+
+With a base URL and a secret, item links go through the feedback service
+(`/c/<token>` records the click, then redirects), and each item gets "more like
+this" / "less like this" links (`/f/<token>`); the footer links to `/u/<token>`.
+Without them, items link straight to their own URL and the feedback links are left
+out. Only http(s) URLs ever become links: anything else yields None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import quote, urlsplit
+
+from digest.records import StoredItem
+from digest.tokens import TokenSigner
+
+
+def is_web_url(url: str | None) -> bool:
+    """True for an absolute http or https URL with a host: the only URLs we link."""
+    if not url or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+@dataclass(frozen=True)
+class Links:
+    """URL builder for one run: base URL, signer and unsubscribe mailbox."""
+
+    base_url: str | None = None
+    signer: TokenSigner | None = None
+    unsubscribe_mailbox: str | None = None
+
+    @property
+    def tracked(self) -> bool:
+        """True when links go through the feedback service."""
+        return bool(self.base_url and self.signer)
+
+    def _service(self, path: str, reader: str, item_id: str, action: str, day: date) -> str:
+        assert self.base_url and self.signer  # callers check `tracked`
+        token = self.signer.sign(reader, item_id, action, day)
+        return f"{self.base_url.rstrip('/')}/{path}/{token}"
+
+    def item(self, audience: str, item: StoredItem, day: date) -> str | None:
+        """The item's link: tracked for a reader, plain for a team page or without a service."""
+        if not is_web_url(item.url):
+            return None
+        if self.tracked and not audience.startswith("team:"):
+            return self._service("c", audience, item.id, "click", day)
+        return item.url
+
+    def feedback(self, audience: str, item: StoredItem, day: date, action: str) -> str | None:
+        """A "more like this" (`action="more"`) or "less like this" link, when tracked."""
+        if not self.tracked or audience.startswith("team:"):
+            return None
+        return self._service("f", audience, item.id, action, day)
+
+    def unsubscribe(self, audience: str, day: date) -> str | None:
+        """The https unsubscribe page (also the RFC 8058 one-click POST target)."""
+        if not self.tracked or audience.startswith("team:"):
+            return None
+        return self._service("u", audience, "", "unsubscribe", day)
+
+    def unsubscribe_mailto(self, audience: str) -> str | None:
+        """A mailto: unsubscribe address naming the reader in the subject."""
+        if not self.unsubscribe_mailbox:
+            return None
+        return f"mailto:{self.unsubscribe_mailbox}?subject={quote('unsubscribe ' + audience)}"
+
+    def feed(self, feed_token: str | None, kind: str) -> str | None:
+        """A reader's feed URL on the service (`kind` is "atom" or "rss")."""
+        if not self.base_url or not feed_token:
+            return None
+        return f"{self.base_url.rstrip('/')}/feeds/{feed_token}.{kind}"
