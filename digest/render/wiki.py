@@ -1,0 +1,263 @@
+"""Wiki posts: one markdown page per team, and per wiki reader, per day.
+
+A post is YAML front matter (title, date, tags) and a markdown body of ranked items.
+Markdown has no autoescape, so every value from an item or a profile is made safe
+here, in Python, before the template sees it; the template only lays the pieces out.
+
+Escaping rules (the same for every value that lands in the body):
+
+- `plain_text`: C0/C1 control characters, unpaired surrogates and bidi controls
+  (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) are removed; every run of
+  whitespace (newlines and tabs included) becomes one space; the ends are trimmed.
+  Everything else is kept as written, so the visible text is exactly `plain_text(value)`.
+- `escape_markdown`: `plain_text`, then a backslash before every ASCII punctuation
+  character. That makes every emphasis, link, code, heading, quote, list, table and
+  math marker literal, turns `<` and `&` into text (no HTML, no entities), and leaves
+  no `{{`, `{%` or `---` for a templating wiki or a front-matter reader to act on. The
+  result is one line, safe at the start of a line too.
+- Links: only http(s) URLs (`links.is_web_url`) become links; their destination has
+  parentheses, angle brackets, backslashes, quotes and non-ASCII percent-encoded.
+- Front matter values are YAML double-quoted strings (`yaml_string`), which are also
+  valid JSON strings.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import quote
+
+from digest.errors import ConfigError
+from digest.records import Pick, ReaderDigest, Recipient
+from digest.render.links import Links, is_web_url
+from digest.render.templates import render
+
+TEMPLATE = "post.md.j2"
+#: Team names and handles, as `digest.profiles` accepts them: nothing that can leave a folder.
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+MAX_AUTHORS = 6
+MAX_ABSTRACT = 600
+MAX_TAGS = 5
+
+# Removed outright: controls that are not whitespace, lone surrogates (not encodable
+# as UTF-8), and bidi controls that could make text display differently from what it is.
+_DROPPED = re.compile(
+    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
+    "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_MD_ESCAPES = {ord(ch): "\\" + ch for ch in string.punctuation}
+# Everything a URL may hold except what ends or confuses a markdown link destination.
+_URL_SAFE = "/:?#[]@!$&'*+,;=%-._~"
+_YAML_BACKSLASH = {'"': '\\"', "\\": "\\\\"}
+
+
+@dataclass(frozen=True)
+class WikiPost:
+    """One rendered post: where it goes under the wiki root, and its markdown."""
+
+    #: Relative, with forward slashes: "2026/03/2026-03-11-efficiency.md".
+    path: str
+    text: str
+    #: The digest's audience (a handle or `team:<name>`) and day, for the commit message.
+    audience: str
+    day: date
+
+    @property
+    def is_team(self) -> bool:
+        return self.audience.startswith("team:")
+
+
+def wants_post(recipient: Recipient) -> bool:
+    """Every team gets a post; a reader only when `wiki` is one of their channels."""
+    return recipient.is_team or "wiki" in recipient.channels
+
+
+def render_post(
+    digest: ReaderDigest,
+    recipient: Recipient,
+    links: Links,
+    *,
+    templates: str | None = None,
+) -> WikiPost:
+    """The day's post for one team or reader; a bad name is a ConfigError, never a path."""
+    if digest.audience != recipient.audience:
+        raise ValueError(f"digest for {digest.audience!r} given recipient {recipient.audience!r}")
+    path = post_path(digest.day, digest.name)  # refuses a bad name before any rendering
+    title = post_title(digest, recipient)
+    text = render(
+        TEMPLATE,
+        templates,
+        front={
+            "title": yaml_string(title),
+            "date": digest.day.isoformat(),
+            "tags": yaml_list(post_tags(digest)),
+        },
+        heading=escape_markdown(title),
+        intro=escape_markdown(_intro(digest, recipient)),
+        entries=[_entry(digest, pick, links) for pick in digest.picks],
+        is_team=digest.is_team,
+    )
+    return WikiPost(path=path, text=_tidy(text), audience=digest.audience, day=digest.day)
+
+
+def post_name(name: str) -> str:
+    """`name` when it is a valid team name or handle; refuses anything path-like."""
+    if not NAME.fullmatch(name):
+        raise ConfigError(f"{name!r} is not a valid team name or handle for a wiki post")
+    return name
+
+
+def post_path(day: date, name: str) -> str:
+    """`YYYY/MM/YYYY-MM-DD-<name>.md`, relative to the wiki root."""
+    return f"{day.year:04d}/{day.month:02d}/{day.isoformat()}-{post_name(name)}.md"
+
+
+def post_title(digest: ReaderDigest, recipient: Recipient) -> str:
+    """`Efficient Models: papers for 2026-03-11`: the display name, else the handle."""
+    who = plain_text(recipient.name) or digest.name
+    return f"{who}: papers for {digest.day.isoformat()}"
+
+
+def post_tags(digest: ReaderDigest) -> list[str]:
+    """`digest`, the team or handle, then the items' most common tags (a wiki can list by tag)."""
+    counts = Counter(tag for pick in digest.picks for tag in _item_tags(pick))
+    tags = ["digest", digest.name]
+    for tag, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TAGS]:
+        if tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def _item_tags(pick: Pick) -> set[str]:
+    """An item's tags as plain text, each counted once per item."""
+    return {t for t in (plain_text(tag) for tag in pick.item.tags) if t}
+
+
+def plain_text(text: str | None) -> str:
+    """One line of visible text: controls and bidi marks dropped, whitespace collapsed."""
+    return " ".join(_DROPPED.sub("", text or "").split())
+
+
+def escape_markdown(text: str | None) -> str:
+    """Markdown whose visible text is exactly `plain_text(text)`: no markup survives."""
+    return plain_text(text).translate(_MD_ESCAPES)
+
+
+def link_destination(url: str | None) -> str | None:
+    """A markdown link destination for an http(s) URL; None for anything else."""
+    if not is_web_url(url):
+        return None
+    assert url is not None  # is_web_url said so
+    return quote(url, safe=_URL_SAFE)
+
+
+def markdown_link(text: str, url: str | None) -> str:
+    """`[text](url)` for an http(s) URL, otherwise the escaped text alone."""
+    label = escape_markdown(text)
+    dest = link_destination(url)
+    return f"[{label}]({dest})" if dest and label else label
+
+
+def yaml_string(text: str) -> str:
+    """A YAML double-quoted scalar (also a JSON string) that reads back as `text`.
+
+    Beyond `"` and `\\`, every BMP character YAML may not hold raw or might read as a
+    line break (controls, surrogates, U+0085, U+2028, U+2029, format characters and
+    unassigned code points, U+FFFE/U+FFFF) is written as a `\\uXXXX` escape.
+    """
+    return '"' + "".join(_yaml_char(ch) for ch in text) + '"'
+
+
+def yaml_list(values: Iterable[str]) -> str:
+    """A YAML flow sequence of double-quoted strings: `["digest", "efficiency"]`."""
+    return "[" + ", ".join(yaml_string(v) for v in values) + "]"
+
+
+def _yaml_char(ch: str) -> str:
+    if ch in _YAML_BACKSLASH:
+        return _YAML_BACKSLASH[ch]
+    code = ord(ch)
+    if " " <= ch <= "~" or code > 0xFFFF:
+        return ch
+    if code < 0x80 or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Cn", "Zl", "Zp"):
+        return f"\\u{code:04x}"
+    return ch
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One pick as the template sees it: every string already markdown."""
+
+    rank: int
+    title: str
+    authors: str
+    abstract: str
+    links: tuple[str, ...]
+    why: str
+    members: str
+
+
+def _entry(digest: ReaderDigest, pick: Pick, links: Links) -> _Entry:
+    item = pick.item
+    title = markdown_link(item.title, links.item(digest.audience, item, digest.day))
+    return _Entry(
+        rank=pick.rank,
+        title=title or escape_markdown("(untitled)"),
+        authors=_authors(item.authors),
+        abstract=escape_markdown(_trim(plain_text(item.abstract), MAX_ABSTRACT)),
+        links=_extra_links(item.code_url, item.project_urls),
+        why=escape_markdown(pick.why.text()),
+        members=", ".join(escape_markdown(m) for m in pick.members) if digest.is_team else "",
+    )
+
+
+def _authors(authors: tuple[str, ...]) -> str:
+    """The first few authors, then "and N more": a wiki page is skimmed, not cited."""
+    names = [escape_markdown(a) for a in authors]
+    names = [n for n in names if n]
+    if len(names) <= MAX_AUTHORS:
+        return ", ".join(names)
+    return ", ".join(names[:MAX_AUTHORS]) + f" and {len(names) - MAX_AUTHORS} more"
+
+
+def _extra_links(code_url: str | None, project_urls: tuple[str, ...]) -> tuple[str, ...]:
+    """Code and project links, only those that are http(s)."""
+    out = []
+    if link_destination(code_url):
+        out.append(markdown_link("code", code_url))
+    projects = [u for u in project_urls if link_destination(u)]
+    for n, url in enumerate(projects, start=1):
+        label = "project" if len(projects) == 1 else f"project {n}"
+        out.append(markdown_link(label, url))
+    return tuple(out)
+
+
+def _trim(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip() + "…"
+
+
+def _intro(digest: ReaderDigest, recipient: Recipient) -> str:
+    count = len(digest.picks)
+    if not count:
+        return "No new papers matched today."
+    papers = "paper" if count == 1 else "papers"
+    if digest.is_team:
+        members = f" ({', '.join(recipient.members)})" if recipient.members else ""
+        return f"{count} {papers} ranked for team {digest.name}{members}."
+    return f"{count} {papers} ranked for {digest.name}."
+
+
+def _tidy(text: str) -> str:
+    """At most one blank line in a row and one final newline, whatever the template did."""
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"

@@ -1,0 +1,400 @@
+"""Wiki posts: shape, front matter, and escaping checked by parsing the output.
+
+Every escaping test parses the rendered markdown with a CommonMark parser and
+compares what a reader would see with the original text (after `plain_text`, the
+documented stripping), so the tests judge the result, not the escaping code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from digest.errors import ConfigError
+from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
+from digest.render.links import Links
+from digest.render.wiki import (
+    WikiPost,
+    escape_markdown,
+    plain_text,
+    post_path,
+    render_post,
+    wants_post,
+    yaml_list,
+    yaml_string,
+)
+from digest.tokens import TokenSigner
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "render" / "wiki"
+HOSTILE = json.loads((FIXTURES / "hostile.json").read_text(encoding="utf-8"))
+DAY = date(2026, 3, 11)
+TEAM = Recipient("team:efficiency", "Efficient Models", members=("ada", "grace"))
+ADA = Recipient("ada", "Ada Example", email="ada@example.org", channels=("email", "wiki"))
+MD = MarkdownIt("commonmark")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+# -- helpers: a strict front-matter reader and a token walker --------------------------------
+
+
+def split_post(text: str) -> tuple[dict[str, Any], str]:
+    """Front matter and body; the front matter must be exactly title, date and tags.
+
+    Each value must be a double-quoted string or a list of them (read with json.loads,
+    which accepts nothing YAML-only), or a bare ISO date.
+    """
+    assert text.startswith("---\n")
+    head, sep, body = text[4:].partition("\n---\n")
+    assert sep, "front matter is not closed"
+    front: dict[str, Any] = {}
+    for line in head.split("\n"):
+        key, colon, raw = line.partition(": ")
+        assert colon and key.isidentifier() and key not in front, line
+        if _DATE.fullmatch(raw):
+            front[key] = date.fromisoformat(raw)
+        else:
+            assert raw[0] in '"[', line
+            front[key] = json.loads(raw)
+    assert set(front) == {"title", "date", "tags"}
+    assert isinstance(front["title"], str)
+    assert all(isinstance(t, str) for t in front["tags"])
+    return front, body
+
+
+def inline_text(children: list[Token]) -> str:
+    """What a reader sees of an inline run; fails on raw HTML or a line break."""
+    out = []
+    for child in children:
+        assert child.type not in ("html_inline", "softbreak", "hardbreak", "image"), child
+        if child.type in ("text", "code_inline"):
+            out.append(child.content)
+    return "".join(out)
+
+
+def walk(tokens: list[Token]) -> list[Token]:
+    """Every token, inline children included."""
+    out = []
+    for token in tokens:
+        out.append(token)
+        out.extend(walk(token.children or []))
+    return out
+
+
+def check_safe(body: str) -> list[Token]:
+    """Parse `body`: no HTML anywhere, every link http(s). Returns the block tokens."""
+    tokens = MD.parse(body)
+    for token in walk(tokens):
+        assert token.type not in ("html_inline", "html_block"), token
+        if token.type == "link_open":
+            assert re.match(r"https?://", str(token.attrs["href"]), re.IGNORECASE), token
+        assert token.type != "image"
+    return tokens
+
+
+def headings(tokens: list[Token], level: int) -> list[str]:
+    """Visible text of every heading of `level`."""
+    tag = f"h{level}"
+    return [
+        inline_text(tokens[i + 1].children or [])
+        for i, t in enumerate(tokens)
+        if t.type == "heading_open" and t.tag == tag
+    ]
+
+
+def item_titles(tokens: list[Token]) -> list[str]:
+    """Each item's title as seen: its `## N. ` heading without the rank."""
+    out = []
+    for n, text in enumerate(headings(tokens, 2), start=1):
+        assert text.startswith(f"{n}. "), text
+        out.append(text.removeprefix(f"{n}. "))
+    return out
+
+
+def list_items(tokens: list[Token]) -> list[str]:
+    """Visible text of each bullet (one paragraph per bullet here)."""
+    out = []
+    for i, t in enumerate(tokens):
+        if t.type == "list_item_open":
+            out.append(inline_text(tokens[i + 2].children or []))
+    return out
+
+
+def paragraphs(tokens: list[Token]) -> list[str]:
+    return [
+        inline_text(tokens[i + 1].children or [])
+        for i, t in enumerate(tokens)
+        if t.type == "paragraph_open" and t.level == 0
+    ]
+
+
+def expected_title(title: str) -> str:
+    return plain_text(title) or "(untitled)"
+
+
+def item(n: int = 1, **fields: Any) -> StoredItem:
+    defaults: dict[str, Any] = {
+        "id": f"p{n}",
+        "title": f"Paper {n}",
+        "url": f"https://arxiv.org/abs/2603.0000{n}",
+        "abstract": f"Abstract of paper {n}.",
+        "authors": ("Ada Lovelace", "Grace Hopper"),
+    }
+    defaults.update(fields)
+    return StoredItem(**defaults)
+
+
+def team_digest(*picks: Pick) -> ReaderDigest:
+    return ReaderDigest("team:efficiency", DAY, picks)
+
+
+def pick(it: StoredItem, rank: int = 1, members: tuple[str, ...] = (), **why: Any) -> Pick:
+    return Pick(it, rank, 1.0 / rank, Explanation(**why), members)
+
+
+# -- shape --------------------------------------------------------------------------------
+
+
+def test_team_post_lists_items_in_rank_order_with_members() -> None:
+    picks = (
+        pick(item(1, tags=("cs.LG",)), 1, ("ada", "grace"), interest="quantization"),
+        pick(item(2, tags=("cs.LG", "cs.CL")), 2, ("grace",), terms=("moe", "sparse")),
+    )
+    post = render_post(team_digest(*picks), TEAM, Links())
+    assert isinstance(post, WikiPost)
+    assert post.path == "2026/03/2026-03-11-efficiency.md"
+    assert (post.audience, post.day, post.is_team) == ("team:efficiency", DAY, True)
+    front, body = split_post(post.text)
+    assert front == {
+        "title": "Efficient Models: papers for 2026-03-11",
+        "date": DAY,
+        "tags": ["digest", "efficiency", "cs.LG", "cs.CL"],
+    }
+    tokens = check_safe(body)
+    assert headings(tokens, 1) == ["Efficient Models: papers for 2026-03-11"]
+    assert item_titles(tokens) == ["Paper 1", "Paper 2"]
+    bullets = list_items(tokens)
+    assert "For: ada, grace" in bullets and "For: grace" in bullets
+    assert "Why: matches your interest 'quantization'" in bullets
+    assert "Why: shared terms: moe, sparse" in bullets
+    assert "Authors: Ada Lovelace, Grace Hopper" in paragraphs(tokens)
+    hrefs = [t.attrs["href"] for t in walk(tokens) if t.type == "link_open"]
+    assert hrefs == ["https://arxiv.org/abs/2603.00001", "https://arxiv.org/abs/2603.00002"]
+    assert post.text.endswith("\n") and not post.text.endswith("\n\n")
+
+
+def test_reader_post_has_the_same_shape_without_for_lines() -> None:
+    digest = ReaderDigest("ada", DAY, (pick(item(1), 1, ("ada",), interest="moe"),))
+    post = render_post(digest, ADA, Links())
+    assert post.path == "2026/03/2026-03-11-ada.md"
+    front, body = split_post(post.text)
+    assert front["title"] == "Ada Example: papers for 2026-03-11"
+    tokens = check_safe(body)
+    assert item_titles(tokens) == ["Paper 1"]
+    assert not [b for b in list_items(tokens) if b.startswith("For:")]
+
+
+def test_reader_links_are_tracked_and_team_links_are_not() -> None:
+    links = Links(base_url="https://digest.example", signer=TokenSigner("s" * 32))
+    reader = render_post(ReaderDigest("ada", DAY, (pick(item(1)),)), ADA, links)
+    team = render_post(team_digest(pick(item(1))), TEAM, links)
+    reader_href = [t.attrs["href"] for t in walk(MD.parse(reader.text)) if t.type == "link_open"]
+    team_href = [t.attrs["href"] for t in walk(MD.parse(team.text)) if t.type == "link_open"]
+    assert len(reader_href) == 1 and str(reader_href[0]).startswith("https://digest.example/c/")
+    assert team_href == ["https://arxiv.org/abs/2603.00001"]
+
+
+def test_code_and_project_links_only_when_web_urls() -> None:
+    it = item(
+        1,
+        code_url="https://github.com/org/repo",
+        project_urls=("https://project.example/", "ftp://files.example/x"),
+    )
+    _, body = split_post(render_post(team_digest(pick(it)), TEAM, Links()).text)
+    tokens = check_safe(body)
+    assert "Links: code · project" in list_items(tokens)
+    hrefs = [t.attrs["href"] for t in walk(tokens) if t.type == "link_open"]
+    assert hrefs[1:] == ["https://github.com/org/repo", "https://project.example/"]
+
+
+def test_authors_and_abstract_are_trimmed() -> None:
+    authors = tuple(f"Author {n}" for n in range(1, 11))
+    it = item(1, authors=authors, abstract="word " * 400)
+    _, body = split_post(render_post(team_digest(pick(it)), TEAM, Links()).text)
+    paras = paragraphs(check_safe(body))
+    names = ", ".join(authors[:6])
+    assert f"Authors: {names} and 4 more" in paras
+    abstract = next(p for p in paras if p.startswith("word"))
+    assert abstract.endswith("word…") and len(abstract) <= 600
+
+
+def test_an_empty_digest_still_makes_a_post() -> None:
+    post = render_post(team_digest(), TEAM, Links())
+    _, body = split_post(post.text)
+    tokens = check_safe(body)
+    assert item_titles(tokens) == []
+    assert "No new papers matched today." in paragraphs(tokens)
+
+
+def test_wants_post_teams_always_readers_by_channel() -> None:
+    assert wants_post(TEAM)
+    assert wants_post(ADA)
+    assert not wants_post(Recipient("sam", "Sam", channels=("email", "feed")))
+
+
+@pytest.mark.parametrize("name", ["../etc", "Ada", ".hidden", "a/b", "a\\b", "", "a" * 65, "é"])
+def test_names_that_could_leave_the_folder_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match="not a valid team name or handle"):
+        render_post(ReaderDigest(name, DAY, ()), Recipient(name, "x"), Links())
+    with pytest.raises(ConfigError):
+        post_path(DAY, name)
+
+
+def test_digest_and_recipient_must_agree() -> None:
+    with pytest.raises(ValueError, match="recipient"):
+        render_post(team_digest(), ADA, Links())
+
+
+def test_a_template_folder_overrides_the_bundled_post(tmp_path: Path) -> None:
+    (tmp_path / "post.md.j2").write_text(
+        "{{ heading }}\n{% for e in entries %}{{ e.rank }} {{ e.title }}\n{% endfor %}"
+    )
+    post = render_post(team_digest(pick(item(1, url=None))), TEAM, Links(), templates=str(tmp_path))
+    assert post.text == "Efficient Models\\: papers for 2026\\-03\\-11\n1 Paper 1\n"
+
+
+# -- escaping -----------------------------------------------------------------------------
+
+
+def hostile_item(case: dict[str, Any]) -> StoredItem:
+    return item(
+        1,
+        title=case["title"],
+        url=case.get("url"),
+        authors=tuple(case.get("authors", ("Ada",))),
+        abstract=case.get("abstract", ""),
+        code_url=case.get("code_url"),
+        project_urls=tuple(case.get("project_urls", ())),
+    )
+
+
+@pytest.mark.parametrize("case", HOSTILE["cases"], ids=[c["name"] for c in HOSTILE["cases"]])
+def test_hostile_items_render_literally(case: dict[str, Any]) -> None:
+    why = {k: case[k] for k in ("interest", "because_title") if k in case}
+    p = pick(hostile_item(case), 1, tuple(case.get("members", ())), **why)
+    for digest, recipient in ((team_digest(p), TEAM), (ReaderDigest("ada", DAY, (p,)), ADA)):
+        post = render_post(digest, recipient, Links())
+        post.text.encode("utf-8")  # writable: no lone surrogates left
+        _, body = split_post(post.text)
+        tokens = check_safe(body)
+        assert item_titles(tokens) == [expected_title(case["title"])]
+        bullets = list_items(tokens)
+        assert f"Why: {plain_text(p.why.text())}" in bullets
+        if case.get("abstract"):
+            assert plain_text(case["abstract"]) in paragraphs(tokens)
+        if "authors" in case:
+            names = [plain_text(a) for a in case["authors"] if plain_text(a)]
+            assert "Authors: " + ", ".join(names) in paragraphs(tokens)
+
+
+def test_hostile_fields_link_only_web_urls() -> None:
+    case = HOSTILE["cases"][0]
+    post = render_post(team_digest(pick(hostile_item(case))), TEAM, Links())
+    tokens = check_safe(split_post(post.text)[1])
+    hrefs = [t.attrs["href"] for t in walk(tokens) if t.type == "link_open"]
+    assert hrefs == ["https://example.org/paper", "https://proj.example/%28x%29"]
+
+
+@pytest.mark.parametrize(
+    ("url", "linked"),
+    [
+        ("javascript:alert(1)", False),
+        ("data:text/html,x", False),
+        ("//evil.example/x", False),
+        ("https://example.org/x](javascript:alert(1))", True),
+        ("HTTPS://EXAMPLE.ORG/x", True),
+        ("https://example.org/a b", False),
+    ],
+)
+def test_only_http_urls_become_links(url: str, linked: bool) -> None:
+    post = render_post(team_digest(pick(item(1, url=url, title="T"))), TEAM, Links())
+    tokens = check_safe(split_post(post.text)[1])
+    links = [t for t in walk(tokens) if t.type == "link_open"]
+    assert len(links) == int(linked)
+    assert item_titles(tokens) == ["T"]
+
+
+@pytest.mark.parametrize("name", HOSTILE["names"])
+def test_hostile_names_survive_front_matter_and_heading(name: str) -> None:
+    recipient = Recipient("team:efficiency", name, members=("ada",))
+    post = render_post(team_digest(), recipient, Links())
+    front, body = split_post(post.text)
+    title = f"{plain_text(name) or 'efficiency'}: papers for 2026-03-11"
+    assert front["title"] == title
+    assert headings(check_safe(body), 1) == [title]
+
+
+def test_front_matter_reads_back_with_a_yaml_parser() -> None:
+    """A cross-check with a real YAML reader, when one is installed (it is not a dependency)."""
+    yaml = pytest.importorskip("yaml")
+    for name in HOSTILE["names"]:
+        post = render_post(team_digest(), Recipient("team:efficiency", name), Links())
+        head = post.text.split("\n---\n", 1)[0].removeprefix("---\n")
+        assert yaml.safe_load(head) == split_post(post.text)[0]
+
+
+def test_plain_text_strips_controls_and_bidi_and_collapses_whitespace() -> None:
+    assert plain_text("  a\tb\n\nc\x00d\x1be\u202ef\u2066g\u2069 \u00a0h  ") == "a b cdefg h"
+    assert plain_text("keep 😀 👩\u200d🔬 ü") == "keep 😀 👩\u200d🔬 ü"
+    assert plain_text(None) == ""
+
+
+@pytest.mark.parametrize(
+    "text", ["# h", "> q", "- l", "+ l", "* l", "1. l", "1) l", "===", "---", "    code", "<div>"]
+)
+def test_escaped_text_is_plain_at_the_start_of_a_line(text: str) -> None:
+    tokens = check_safe(escape_markdown(text) + "\n")
+    assert [t.type for t in tokens] == ["paragraph_open", "inline", "paragraph_close"]
+    assert paragraphs(tokens) == [plain_text(text)]
+
+
+def test_escaping_leaves_no_template_or_front_matter_markers() -> None:
+    out = escape_markdown("{{ x }} {% raw %} --- ")
+    assert "{{" not in out and "{%" not in out and "---" not in out
+
+
+def test_yaml_string_escapes_what_yaml_would_misread() -> None:
+    assert yaml_string('a "b" \\ c') == '"a \\"b\\" \\\\ c"'
+    assert yaml_string("x\ny\u2028z\x85\ufeff") == '"x\\u000ay\\u2028z\\u0085\\ufeff"'
+    assert yaml_list(["a", "b: c"]) == '["a", "b: c"]'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.sampled_from([None, "https://example.org/x"]))
+def test_any_title_round_trips(title: str, url: str | None) -> None:
+    post = render_post(team_digest(pick(item(1, title=title, url=url))), TEAM, Links())
+    tokens = check_safe(split_post(post.text)[1])
+    assert item_titles(tokens) == [expected_title(title)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_any_text_escapes_to_one_literal_paragraph(text: str) -> None:
+    tokens = check_safe(escape_markdown(text) + "\n")
+    assert paragraphs(tokens) == ([plain_text(text)] if plain_text(text) else [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_any_string_round_trips_through_yaml_string(text: str) -> None:
+    assert json.loads(yaml_string(text)) == text
+    yaml = pytest.importorskip("yaml")
+    assert yaml.safe_load("v: " + yaml_string(text)) == {"v": text}
