@@ -1,33 +1,37 @@
-"""The `digest` command line: thin commands over the library.
+"""The `digest` command line: arguments in, one library call, text out.
 
-Each command parses its options, calls one library function and prints the result.
-Library errors (`DigestError`) become one line on stderr and exit status 1.
+Settings resolve as flag > `DIGEST_*` environment variable > `digest.toml` >
+default (see `digest.settings`, the only reader of the environment). Library errors
+(`DigestError`) become one line on stderr and exit status 1; a traceback shown to a
+user is a bug.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import click
 
-from digest import __version__
-from digest.errors import ConfigError, DigestError
+from digest import __version__, daily
+from digest.errors import DigestError
 from digest.evaluate import evaluate, read_citeulike, read_dataset, render_markdown, write_dataset
-from digest.feedback import EVENTS, import_feedback, now_stamp, record_event, resolve_item
+from digest.feedback import add_feedback, import_feedback
 from digest.ingest import FileOutcome, ingest
 from digest.model import Recommender
 from digest.parsers import FORMATS
 from digest.profiles import load_profiles, teams_of
-from digest.rank import rank
-from digest.store import DEFAULT_DB, ENV_DB, Store
-from digest.training import DEFAULT_MODEL, ENV_MODEL, item_docs, train
+from digest.settings import Settings, example_config, load_settings
+from digest.store import Store
+from digest.training import sync_readers, train
 
 
 class DigestGroup(click.Group):
@@ -37,11 +41,15 @@ class DigestGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DigestError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_one_line(exc)}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 class DayType(click.ParamType):
@@ -61,26 +69,61 @@ class DayType(click.ParamType):
 DAY = DayType()
 
 
-@click.group(cls=DigestGroup)
+def _common(command: Callable) -> Callable:
+    """`--db` and `--config` on every command too, so `digest items --db x` works."""
+    command = click.option(
+        "--config", "config_here", metavar="FILE", help="Config file (default: ./digest.toml)."
+    )(command)
+    command = click.option(
+        "--db", "db_here", metavar="PATH", help="SQLite database file (store.db)."
+    )(command)
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, db_here: str | None, config_here: str | None, **kwargs: Any):
+        obj = click.get_current_context().find_root().obj
+        obj["db"] = db_here or obj.get("db")
+        obj["config"] = config_here or obj.get("config")
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="digest")
+@click.option("--db", metavar="PATH", help="SQLite database file (store.db, $DIGEST_DB).")
 @click.option(
-    "--db",
-    envvar=ENV_DB,
-    default=DEFAULT_DB,
-    show_default=True,
-    help=f"SQLite database file (or ${ENV_DB}).",
+    "--config", metavar="FILE", help="Config file (default: ./digest.toml, $DIGEST_CONFIG)."
 )
 @click.pass_context
-def cli(ctx: click.Context, db: str) -> None:
+def cli(ctx: click.Context, db: str | None, config: str | None) -> None:
     """Personal, ranked research-paper digests from daily dumps and feeds."""
-    ctx.obj = {"db": db}
+    ctx.obj = {"db": db, "config": config}
 
 
-def open_store(ctx: click.Context) -> Store:
-    """Open the database named by --db / $DIGEST_DB, closed when the command ends."""
-    store = Store.open(ctx.obj["db"])
+def settings_for(ctx: click.Context, **flags: Any) -> Settings:
+    """Every setting for this command: its flags over the environment over the file."""
+    root = ctx.find_root().obj or {}
+    given = {"store.db": root.get("db"), **flags}
+    return load_settings(root.get("config"), flags=given)
+
+
+def open_store(ctx: click.Context, settings: Settings, *, create: bool = True) -> Store:
+    """Open the database; read-only commands pass `create=False` (a typo is an error)."""
+    store = Store.open(settings.store.db, create=create)
     ctx.call_on_close(store.close)
     return store
+
+
+def _profiles(settings: Settings):
+    """The profiles: a folder named by flag, env or file must exist; the default may not."""
+    explicit = "readers.profiles" in settings.explicit
+    found = load_profiles(settings.readers.profiles if explicit else None)
+    for warning in found.warnings():
+        click.echo(f"warning: {warning}", err=True)
+    return found
+
+
+# -- ingest and inspect -------------------------------------------------------------------
 
 
 @cli.command("ingest")
@@ -92,18 +135,19 @@ def open_store(ctx: click.Context) -> Store:
 @click.option("--date", "day", type=DAY, help="Day of a feed; year of a yearless dump date.")
 @click.option("--source", help="Name the source instead of deriving it from the input.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary and errors.")
+@_common
 @click.pass_context
 def ingest_cmd(
     ctx: click.Context, paths: tuple[str, ...], fmt: str, day: date | None,
     source: str | None, quiet: bool,
 ) -> None:  # fmt: skip
-    """Read digest dumps, RSS/Atom feeds and JSON items into the database.
+    """Read digest dumps, RSS/Atom/JSON feeds and JSON items into the database.
 
-    PATHS are files, directories (every file inside, dumps in date order) or
-    http(s) feed URLs. Items already seen on an earlier day or from another
-    source are linked to the first sighting and do not count as new.
+    PATHS are files, directories (every file inside, dumps in date order), http(s)
+    feed URLs, or - for standard input. Items already seen on an earlier day or
+    from another source are linked to the first sighting and do not count as new.
     """
-    store = open_store(ctx)
+    store = open_store(ctx, settings_for(ctx))
 
     def report(outcome: FileOutcome) -> None:
         if outcome.status == "error":
@@ -136,13 +180,14 @@ def _outcome_line(outcome: FileOutcome) -> str:
 @click.option("--search", help="Full-text search in titles and abstracts.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many items.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@_common
 @click.pass_context
 def items_cmd(
     ctx: click.Context, new_on: date | None, search: str | None, limit: int | None,
     as_json: bool,
 ) -> None:  # fmt: skip
     """List stored items (one per distinct paper)."""
-    store = open_store(ctx)
+    store = open_store(ctx, settings_for(ctx), create=False)
     rows = store.items(new_on=new_on.isoformat() if new_on else None, search=search, limit=limit)
     for row in rows:
         if as_json:
@@ -161,10 +206,11 @@ def _public_item(row: dict[str, Any]) -> dict[str, Any]:
 
 @cli.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@_common
 @click.pass_context
 def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     """Counts of items, sightings, readers and new items per day."""
-    stats = open_store(ctx).stats()
+    stats = open_store(ctx, settings_for(ctx), create=False).stats()
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
@@ -178,8 +224,9 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
 # -- profiles -----------------------------------------------------------------------------
 
 PROFILES_OPTION = click.option(
-    "--profiles", "profiles_dir", envvar="DIGEST_PROFILES", default="profiles",
-    show_default=True, help="Folder of reader TOML files (or $DIGEST_PROFILES).",
+    "--profiles", "profiles_dir", metavar="DIR",
+    help="Folder of reader TOML files (readers.profiles, $DIGEST_PROFILES; default "
+    "./profiles, which may be absent).",
 )  # fmt: skip
 
 
@@ -190,10 +237,11 @@ def profiles_group() -> None:
 
 @profiles_group.command("list")
 @PROFILES_OPTION
-def profiles_list(profiles_dir: str) -> None:
+@_common
+@click.pass_context
+def profiles_list(ctx: click.Context, profiles_dir: str | None) -> None:
     """One line per reader: handle, name, interests, channels."""
-    found = load_profiles(profiles_dir)
-    found.require_valid()
+    found = _profiles(settings_for(ctx, **{"readers.profiles": profiles_dir}))
     for p in found.readers.values():
         click.echo(
             f"{p.handle:<16} {p.name:<24} {', '.join(p.interests)}  [{', '.join(p.channels)}]"
@@ -205,24 +253,36 @@ def profiles_list(profiles_dir: str) -> None:
 @profiles_group.command("show")
 @click.argument("handle")
 @PROFILES_OPTION
-def profiles_show(handle: str, profiles_dir: str) -> None:
-    """Every field of one reader's profile, as JSON."""
-    found = load_profiles(profiles_dir)
-    found.require_valid()
-    profile = found.readers.get(handle.lower())
-    if profile is None:
-        raise ConfigError(f"no profile '{handle}' in {profiles_dir}")
+@_common
+@click.pass_context
+def profiles_show(ctx: click.Context, handle: str, profiles_dir: str | None) -> None:
+    """Every field of one reader's profile, as JSON, and whether they are subscribed."""
+    settings = settings_for(ctx, **{"readers.profiles": profiles_dir})
+    found = _profiles(settings)
+    profile = found.profile(handle)
     data = dataclasses.asdict(profile)
     data["teams"] = list(teams_of(found, profile.handle))
+    data["subscribed"] = _subscribed(settings, profile.handle)
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _subscribed(settings: Settings, handle: str) -> bool:
+    """False only when the database exists and says the reader unsubscribed."""
+    if not Path(settings.store.db).exists():
+        return True
+    with Store.open(settings.store.db, create=False) as store:
+        return handle not in store.unsubscribed()
 
 
 @profiles_group.command("check")
 @PROFILES_OPTION
+@_common
 @click.pass_context
-def profiles_check(ctx: click.Context, profiles_dir: str) -> None:
+def profiles_check(ctx: click.Context, profiles_dir: str | None) -> None:
     """Validate every profile; print one line per problem (file and key)."""
-    found = load_profiles(profiles_dir)
+    settings = settings_for(ctx, **{"readers.profiles": profiles_dir})
+    explicit = "readers.profiles" in settings.explicit
+    found = load_profiles(settings.readers.profiles if explicit else None)
     for problem in found.problems:
         click.echo(f"error: {problem}", err=True)
     if found.problems:
@@ -240,6 +300,7 @@ def feedback_group() -> None:
 
 @feedback_group.command("import")
 @click.argument("file")
+@_common
 @click.pass_context
 def feedback_import(ctx: click.Context, file: str) -> None:
     """Import CSV or JSONL rows of user,item,event[,time][,tag].
@@ -247,7 +308,7 @@ def feedback_import(ctx: click.Context, file: str) -> None:
     ITEM may be an item id, URL, arXiv id or exact title. Rows naming an unknown
     item or event are reported with their line number; good rows still import.
     """
-    report = import_feedback(open_store(ctx), file)
+    report = import_feedback(open_store(ctx, settings_for(ctx)), file)
     for line, problem in report.problems:
         click.echo(f"error: {file}:{line}: {problem}", err=True)
     click.echo(
@@ -261,30 +322,29 @@ def feedback_import(ctx: click.Context, file: str) -> None:
 @feedback_group.command("add")
 @click.argument("user")
 @click.argument("item")
-@click.argument("event", type=click.Choice(EVENTS))
+@click.argument("event")
 @click.option("--tag", default="", help="The tag, for a 'tag' event.")
-@click.option("--time", "stamp", help="ISO 8601 time (default: now).")
+@click.option("--time", "stamp", default="", help="ISO 8601 time (default: now).")
+@_common
 @click.pass_context
 def feedback_add(
-    ctx: click.Context, user: str, item: str, event: str, tag: str, stamp: str | None
+    ctx: click.Context, user: str, item: str, event: str, tag: str, stamp: str
 ) -> None:
-    """Record one event: USER did EVENT on ITEM (id, URL, arXiv id or title)."""
-    store = open_store(ctx)
-    item_id = resolve_item(store, item)
-    if item_id is None:
-        raise DigestError(f"unknown item {item!r}")
-    if event == "tag" and not tag:
-        raise DigestError("a 'tag' event needs --tag")
-    with store.transaction():
-        added = record_event(store, user.lower(), item_id, event, stamp or now_stamp(), tag)
-    click.echo(f"{'recorded' if added else 'already recorded'}: {user} {event} {item_id}")
+    """Record one event: USER did EVENT on ITEM (id, URL, arXiv id or title).
+
+    EVENT is click, like, dislike, tag or sent. The same checks as for an imported row
+    apply; without --time, an event USER already has on ITEM is not recorded again.
+    """
+    done = add_feedback(open_store(ctx, settings_for(ctx)), user, item, event, time=stamp, tag=tag)
+    state = "recorded" if done.added else "already recorded"
+    click.echo(f"{state}: {done.user} {done.event} {done.item_id}")
 
 
 # -- model and ranking ----------------------------------------------------------------------
 
 MODEL_OPTION = click.option(
-    "--model", "model_path", envvar=ENV_MODEL, default=DEFAULT_MODEL, show_default=True,
-    help="Model file (or $DIGEST_MODEL).",
+    "--model", "model_path", metavar="PATH",
+    help="Model file (store.model, $DIGEST_MODEL; default ./digest.model).",
 )  # fmt: skip
 
 
@@ -292,16 +352,17 @@ MODEL_OPTION = click.option(
 @MODEL_OPTION
 @PROFILES_OPTION
 @click.option("--update", is_flag=True, help="Incremental update of the saved model.")
-@click.option("--epochs", type=click.IntRange(1, 500), default=10, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Random state.")
+@click.option("--epochs", type=click.IntRange(1, 500), help="LightFM epochs (model.epochs).")
+@click.option("--seed", type=int, help="Random state (model.seed).")
 @click.option(
-    "--embeddings", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-    help="Use sentence embeddings (needs the 'embed' extra).",
+    "--embeddings", type=click.Choice(["auto", "on", "off"]),
+    help="Use sentence embeddings (model.embeddings; 'on' needs the 'embed' extra).",
 )  # fmt: skip
+@_common
 @click.pass_context
 def train_cmd(
-    ctx: click.Context, model_path: str, profiles_dir: str, update: bool, epochs: int,
-    seed: int, embeddings: str,
+    ctx: click.Context, model_path: str | None, profiles_dir: str | None, update: bool,
+    epochs: int | None, seed: int | None, embeddings: str | None,
 ) -> None:  # fmt: skip
     """Fit the recommender on all items, readers and feedback, and save it.
 
@@ -309,89 +370,170 @@ def train_cmd(
     (the daily path); without it, the model is trained from scratch. Same seed, same
     data: same model.
     """
-    store = open_store(ctx)
-    profiles = load_profiles(profiles_dir)
-    profiles.require_valid()
+    settings = settings_for(
+        ctx, **{"store.model": model_path, "readers.profiles": profiles_dir,
+                "model.epochs": epochs, "model.seed": seed, "model.embeddings": embeddings},
+    )  # fmt: skip
+    store = open_store(ctx, settings)
+    profiles = _profiles(settings)
+    sync_readers(store, profiles)
+    path = settings.store.model
     model = train(
-        store, profiles, model_path, update=update, epochs=epochs, random_state=seed,
-        embeddings=embeddings,
+        store, profiles, path, update=update, epochs=settings.model.epochs,
+        random_state=settings.model.seed, embeddings=settings.model.embeddings,
+        update_epochs=settings.model.update_epochs,
     )  # fmt: skip
     click.echo(
         f"trained on {len(model.item_ids)} items, {len(model.reader_ids)} readers "
-        f"(embeddings {'on' if model.use_embed else 'off'}) -> {model_path}"
+        f"(embeddings {'on' if model.use_embed else 'off'}) -> {path}"
     )
 
 
 @cli.command("rank")
 @click.option("--user", "user", help="Rank for this reader.")
 @click.option("--all", "all_readers", is_flag=True, help="Rank for every reader.")
-@click.option("--date", "day", type=DAY, help="Candidates first seen on this day (--user).")
-@click.option("--new-on", type=DAY, help="Candidates first seen on this day (--all).")
+@click.option("--date", "day", type=DAY, help="Candidates first seen on this day.")
+@click.option("--new-on", type=DAY, help="Same as --date.")
 @click.option("--candidates", type=click.Path(dir_okay=False), help="File of item ids.")
 @click.option("--top", type=click.IntRange(1, 500), help="Items per reader (default: profile).")
 @click.option("--min-score", type=float, help="Drop items scoring below this.")
-@click.option("--diversity", type=click.FloatRange(0, 1), default=0.3, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
+@click.option("--diversity", type=click.FloatRange(0, 1), help="0 = by score; higher = varied.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text",
+    help="Output format.",
+)  # fmt: skip
 @MODEL_OPTION
 @PROFILES_OPTION
+@_common
 @click.pass_context
 def rank_cmd(
     ctx: click.Context, user: str | None, all_readers: bool, day: date | None,
     new_on: date | None, candidates: str | None, top: int | None, min_score: float | None,
-    diversity: float, fmt: str, model_path: str, profiles_dir: str,
+    diversity: float | None, fmt: str, model_path: str | None, profiles_dir: str | None,
 ) -> None:  # fmt: skip
-    """Rank the day's new items for one reader (--user) or every reader (--all).
+    """Rank a day's new items for one reader (--user) or every reader (--all).
 
     Items a reader was already sent (any day, any channel) or acted on are never
     offered, nor items matching a muted topic. Each pick says why it was chosen.
+    Nothing is recorded: `digest run` is what delivers.
     """
     if bool(user) == all_readers:
         raise click.UsageError("give exactly one of --user or --all")
-    store = open_store(ctx)
-    profiles = load_profiles(profiles_dir)
-    profiles.require_valid()
-    model = Recommender.load(model_path)
-    ids = _candidate_ids(store, candidates, new_on or day)
-    docs = item_docs(store.items(ids=ids))
-    readers = (
-        [user.lower()] if user else sorted(set(store.reader_handles()) | set(profiles.readers))
+    settings = settings_for(
+        ctx, **{"store.model": model_path, "readers.profiles": profiles_dir,
+                "digest.diversity": diversity, "digest.min_score": min_score},
+    )  # fmt: skip
+    store = open_store(ctx, settings, create=False)
+    profiles = _profiles(settings)
+    model = Recommender.load(settings.store.model)
+    when = new_on or day or daily.latest_day(store)
+    items = (
+        daily.candidates_from_file(store, candidates)
+        if candidates
+        else daily.candidates(store, when, settings.digest.window_days)
     )
-    digests = rank(
-        model, readers, docs, profiles=profiles, exclude=store.seen_by_all(), top=top,
-        diversity=diversity, min_score=min_score,
+    readers = daily.rank_audience(store, profiles, user)
+    digests = daily.rank_readers(
+        store, model, profiles, readers, items, when, top=top,
+        diversity=settings.digest.diversity, min_score=_min_score(settings),
     )  # fmt: skip
     for digest in digests:
         if fmt == "jsonl":
             click.echo(json.dumps(digest.to_json(), ensure_ascii=False))
             continue
-        click.echo(f"{digest.user}: {len(digest.items)} item(s)")
-        for n, pick in enumerate(digest.items, 1):
-            click.echo(f"  {n:>2}. [{pick.score:+.2f}] {pick.title}")
-            click.echo(f"      {pick.id} - {pick.why}")
+        click.echo(f"{digest.audience}: {len(digest.picks)} item(s)")
+        for pick in digest.picks:
+            click.echo(f"  {pick.rank:>2}. [{pick.score:+.2f}] {pick.item.title}")
+            click.echo(f"      {pick.item.id} - {pick.why.text()}")
 
 
-def _candidate_ids(store: Store, candidates: str | None, day: date | None) -> list[str]:
-    if candidates:
-        wanted = _read_ids(candidates)
-        known = set(store.item_ids())
-        unknown = [i for i in wanted if i not in known]
-        if unknown:
-            raise DigestError(f"{candidates}: unknown item id {unknown[0]!r}")
-        return wanted
-    if day is None:
-        latest = max(store.stats()["new_per_day"], default=None)
-        if latest is None:
-            raise DigestError("no items: run 'digest ingest' first")
-        return store.item_ids(new_on=latest)
-    return store.item_ids(new_on=day.isoformat())
+def _min_score(settings: Settings) -> float | None:
+    value = settings.digest.min_score
+    return None if value == float("-inf") else value
 
 
-def _read_ids(path: str) -> list[str]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DigestError(f"{path}: cannot read ({exc.strerror})") from None
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+# -- the daily run ----------------------------------------------------------------------------
+
+
+@cli.command("run")
+@click.option("--date", "day", type=DAY, help="Digest day (default: the latest with new items).")
+@click.option("--dry-run", is_flag=True, help="Rank and render, but write and send nothing.")
+@click.option("--only", "only", metavar="USER", help="Deliver to this reader only.")
+@_common
+@click.pass_context
+def run_cmd(ctx: click.Context, day: date | None, dry_run: bool, only: str | None) -> None:
+    """The daily job: ingest, update the model, rank, render and deliver.
+
+    Every reader gets their digest on each of their channels (email, feed, wiki),
+    and every team a wiki post and a feed. Running a day twice sends nothing twice;
+    a run killed halfway delivers the rest on the next run. Exit status 1 when any
+    delivery failed (the others still went out).
+    """
+    settings = settings_for(ctx)
+    with _progress() as progress:
+        report = daily.run(settings, day=day, dry_run=dry_run, only=only, progress=progress)
+    for line in report.warnings:
+        click.echo(f"warning: {line}", err=True)
+    for line in report.failures:
+        click.echo(f"error: {line}", err=True)
+    click.echo(report.summary())
+    if not report.ok:
+        ctx.exit(1)
+
+
+@cli.command("preview")
+@click.option("--user", "user", required=True, help="The reader whose email to preview.")
+@click.option("--date", "day", type=DAY, help="Digest day (default: the latest with new items).")
+@click.option("--out", "out", metavar="PATH", help="HTML file to write (text beside it).")
+@_common
+@click.pass_context
+def preview_cmd(ctx: click.Context, user: str, day: date | None, out: str | None) -> None:
+    """Write one reader's email (HTML and text) to files and print the paths; send nothing."""
+    paths = daily.preview(settings_for(ctx), user, day=day, out=out)
+    for path in paths:
+        click.echo(str(path))
+
+
+@cli.command("init")
+@click.argument("path", default="digest.toml")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init_cmd(path: str, force: bool) -> None:
+    """Write a commented example config (every key at its default) to PATH."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise DigestError(f"{path} already exists (use --force to overwrite)")
+    atomic_write(path, example_config())
+    click.echo(f"wrote {path}")
+
+
+class _progress:
+    """A progress bar on a terminal; plain log lines otherwise (cron, pipes)."""
+
+    def __enter__(self) -> Callable[[str, int, int], None]:
+        self.bar = None
+        self.tasks: dict[str, Any] = {}
+        self.logged: dict[str, float] = {}
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+        return self.update
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if self.bar is not None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total)
+            self.bar.update(self.tasks[stage], completed=done, total=total)
+            return
+        now = time.monotonic()
+        if done >= total or now - self.logged.get(stage, 0.0) >= 5.0:
+            self.logged[stage] = now
+            click.echo(f"{stage}: {done}/{total}", err=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -462,8 +604,12 @@ def atomic_write(path: str, text: str) -> None:
     """Write a generated file all at once: readers never see half of it."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DigestError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def main() -> None:

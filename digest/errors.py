@@ -30,3 +30,10 @@ class ConfigError(DigestError):
 
 class ModelError(DigestError):
     """The model is missing, stale or was asked to do something it cannot."""
+
+
+class DeliveryError(DigestError):
+    """Delivery cannot go on: a folder cannot be written, a wiki commit failed, or the mail
+    server refuses the login, cannot be trusted or cannot be reached. The message names
+    the file, repository or server; the run stops, and a re-run picks up the rest.
+    """

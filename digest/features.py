@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize as l2_normalize
 
+from digest.records import StoredItem
 from digest.text import normalize
 
 
@@ -32,6 +33,11 @@ class ItemDoc:
     def text(self) -> str:
         # The title carries most of the signal; repeating it weights it over the abstract.
         return f"{self.title}. {self.title}. {self.abstract}"
+
+
+def doc_of(item: StoredItem) -> ItemDoc:
+    """What the model reads of a stored item."""
+    return ItemDoc(item.id, item.title, item.abstract, item.tags, item.source)
 
 
 @dataclass(frozen=True)

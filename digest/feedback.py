@@ -161,11 +161,14 @@ def record_event(
     store: Store, user: str, item_id: str, event: str, time: str, tag: str = "",
     origin: str = "cli",
 ) -> bool:  # fmt: skip
-    """Store one event (creating the reader if new); False if it was already stored."""
+    """Store one event (creating the reader if new); False if it was already stored.
+
+    A 'sent' row goes to the send ledger only (channel 'import'): the ledger is the
+    one record of what a reader received, read by ranking and training alike.
+    """
     if event not in EVENTS:
         raise ParseError(f"unknown event {event!r} (one of {', '.join(EVENTS)})")
     store.ensure_reader(user, origin="feedback")
-    added = store.add_event(user, item_id, event, tag, time, origin)
     if event == "sent":
-        store.record_send(user, item_id, channel=origin, digest_date=time[:10])
-    return added
+        return store.record_send(user, item_id, channel="import", digest_date=time[:10])
+    return store.add_event(user, item_id, event, tag, time, origin)

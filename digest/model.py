@@ -39,6 +39,7 @@ from digest.features import (
     make_vectorizer,
     user_feature_matrix,
 )
+from digest.records import Explanation
 from digest.text import normalize
 
 DEFAULT_WEIGHTS = {
@@ -52,6 +53,8 @@ DEFAULT_WEIGHTS = {
 SCORERS = tuple(DEFAULT_WEIGHTS)
 #: An interest phrase counts as one history item of this weight.
 INTEREST_WEIGHT = 1.0
+#: A past item less similar than this (TF-IDF cosine) is not offered as the reason.
+_MIN_EXPLAIN_SIMILARITY = 0.15
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,9 @@ class Recommender:
         if self.embeddings == "on" and not embed.available():
             raise ModelError("embeddings requested but the 'embed' extra is not installed")
         self.readers_info = dict(readers or {})
+        self.item_embed = None  # a refit must not reuse rows aligned with old item ids
         self.vectorizer = make_vectorizer(self.max_features)
+        self._terms = None
         # Fitting and transforming in one pass tokenises the corpus once, not twice.
         tfidf = self.vectorizer.fit_transform([d.text for d in items])
         self.vocab = Vocabulary()
@@ -158,6 +163,7 @@ class Recommender:
         readers: dict[str, ReaderInfo] | None = None,
         *,
         epochs: int = 3,
+        item_vectors: dict[str, np.ndarray] | None = None,
     ) -> Recommender:
         """The daily update: a few more epochs with new items, readers and events.
 
@@ -173,7 +179,9 @@ class Recommender:
             self.item_ids.append(doc.id)
             self.titles[doc.id] = doc.title
         all_items = self._all_docs(items)
-        self._update(all_items, interactions, epochs=epochs, item_vectors=None, partial=True)
+        self._update(
+            all_items, interactions, epochs=epochs, item_vectors=item_vectors, partial=True
+        )
         return self
 
     def _all_docs(self, items: list[ItemDoc]) -> list[ItemDoc]:
@@ -294,17 +302,28 @@ class Recommender:
                 centroids(pairs, self.item_embed) + INTEREST_WEIGHT * interest_vecs
             )
 
-    def _embed_items(self, docs: list[ItemDoc], cache: dict[str, np.ndarray] | None) -> np.ndarray:
-        cache = dict(cache or {})
-        old = getattr(self, "_embed_cache", {})
-        missing = [d for d in docs if d.id not in cache and d.id not in old]
+    def _embed_items(
+        self, docs: list[ItemDoc], given: dict[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Vectors for `docs`: given ones, then the model's own rows, encoding only the rest.
+
+        The store keeps every item's vector (see `training.item_vectors`), so in the
+        daily path nothing is encoded here; a library caller without a cache pays once.
+        """
+        out = np.zeros((len(docs), embed.DIMENSIONS), dtype=np.float32)
+        known = getattr(self, "item_embed", None)
+        missing = []
+        for n, doc in enumerate(docs):
+            row = self.item_index.get(doc.id) if known is not None else None
+            if given is not None and doc.id in given:
+                out[n] = given[doc.id]
+            elif row is not None and row < len(known):
+                out[n] = known[row]
+            else:
+                missing.append(n)
         if missing:
-            for doc, vec in zip(
-                missing, embed.encode([embed_text(d) for d in missing]), strict=True
-            ):
-                cache[doc.id] = vec
-        self._embed_cache = {**old, **cache}
-        return np.vstack([self._embed_cache[d.id] for d in docs]).astype(np.float32)
+            out[missing] = embed.encode([embed_text(docs[n]) for n in missing])
+        return out
 
     def _calibrate(self) -> None:
         """Fix each scorer's mean and spread on a sample, for comparable scores."""
@@ -326,14 +345,19 @@ class Recommender:
 
     # -- scoring ------------------------------------------------------------------------
 
-    def prepare(self, items: list[ItemDoc]) -> dict:
-        """Item-side work for `score`, done once when many reader blocks share the items."""
+    def prepare(self, items: list[ItemDoc], vectors: dict[str, np.ndarray] | None = None) -> dict:
+        """Item-side work for `score`, done once when many reader blocks share the items.
+
+        `vectors` passes stored embeddings by item id, so nothing is encoded twice.
+        """
         self._check_fitted()
         tfidf = self.vectorizer.transform([d.text for d in items])
         features = item_feature_matrix(tfidf, items, self.vocab, grow=False, k=self.max_terms)
-        vectors = self._embed_items(items, None) if self.use_embed else None
+        vectors = self._embed_items(items, vectors) if self.use_embed else None
         texts = [normalize(f"{d.title} {d.abstract}") for d in items]
-        return self._item_side([d.id for d in items], tfidf, vectors, features, texts)
+        side = self._item_side([d.id for d in items], tfidf, vectors, features, texts)
+        side["tfidf"] = sp.csr_matrix(tfidf)
+        return side
 
     def _item_side(
         self,
@@ -427,6 +451,74 @@ class Recommender:
         if not self._fitted:
             raise ModelError("the model is not trained: call fit first (digest train)")
 
+    # -- explanations -------------------------------------------------------------------
+
+    def explain(self, reader: str, prepared: dict, cols: list[int]) -> list[Explanation]:
+        """Why each chosen column (of `prepared`'s items) suits a reader.
+
+        Three kinds of evidence, each cheap once `prepared` holds the candidates'
+        similarity to every past item: a profile interest found in the item's text,
+        the reader's closest past item, and the strongest terms shared with the
+        reader's history. A reader with none of these gets the collaborative reason.
+        """
+        if not cols:
+            return []
+        closest = self._closest(reader, prepared, cols)
+        terms = self._shared_terms(reader, prepared, cols)
+        interest = [self._interest(reader, prepared["texts"][c]) for c in cols]
+        return [
+            Explanation(
+                interest=interest[n],
+                because_title=self.titles.get(closest[n], "") if closest[n] else None,
+                because_id=closest[n],
+                terms=tuple(terms[n]),
+            )
+            for n in range(len(cols))
+        ]
+
+    def _interest(self, reader: str, text: str | None) -> str | None:
+        info = self.readers_info.get(reader)
+        padded = f" {text} " if text else ""
+        for phrase in info.interests if info else ():
+            if f" {normalize(phrase)} " in padded:
+                return phrase
+        return None
+
+    def _closest(self, reader: str, prepared: dict, cols: list[int]) -> list[str | None]:
+        row = self._reader_row(reader)
+        positives = [c for c, w in self.history[row].items() if w > 0] if row is not None else []
+        if not positives:
+            return [None] * len(cols)
+        if "history_sims" not in prepared:
+            # Every past item against every candidate, once per ranking: per-reader
+            # lookups are then plain indexing instead of a sparse product each.
+            sims = (self.item_tfidf @ prepared["tfidf"].T).toarray().astype(np.float32)
+            prepared["history_sims"] = sims
+        sims = prepared["history_sims"][np.ix_(positives, cols)]
+        best = sims.argmax(axis=0)
+        return [
+            self.item_ids[positives[b]] if sims[b, n] >= _MIN_EXPLAIN_SIMILARITY else None
+            for n, b in enumerate(best)
+        ]
+
+    def _shared_terms(
+        self, reader: str, prepared: dict, cols: list[int], k: int = 3
+    ) -> list[list[str]]:
+        row = self._reader_row(reader)
+        if row is None:
+            return [[] for _ in cols]
+        tfidf = prepared["tfidf"]
+        names = self.terms()
+        centroid = self.tfidf_centroid[row].toarray().ravel()
+        out = []
+        for col in cols:
+            start, end = tfidf.indptr[col], tfidf.indptr[col + 1]
+            idx = tfidf.indices[start:end]
+            weight = tfidf.data[start:end] * centroid[idx]
+            order = np.argsort(-weight)[:k]
+            out.append([str(names[idx[i]]) for i in order if weight[i] > 0])
+        return out
+
     # -- what the model knows of a reader (for explanations and ranking) -----------------
 
     def reader_history(self, reader: str) -> dict[str, float]:
@@ -437,8 +529,15 @@ class Recommender:
         return {self.item_ids[c]: w for c, w in self.history[row].items()}
 
     def terms(self) -> np.ndarray:
-        """The text vocabulary, by column."""
-        return self.vectorizer.get_feature_names_out()
+        """The text vocabulary, by column (computed once: sklearn rebuilds it per call)."""
+        if getattr(self, "_terms", None) is None:
+            self._terms = self.vectorizer.get_feature_names_out()
+        return self._terms
+
+    def similarity(self, prepared: dict) -> np.ndarray:
+        """Candidate x candidate text similarity, for diversifying a selection."""
+        tfidf = prepared["tfidf"]
+        return (tfidf @ tfidf.T).toarray()
 
     # -- persistence --------------------------------------------------------------------
 
@@ -526,6 +625,7 @@ class Recommender:
         self.scale = _scale(path, field(path, header, "scale", dict))
         self.use_embed = bool(header.get("use_embed"))
         self.vectorizer = make_vectorizer(self.max_features)
+        self._terms = None
         self.vectorizer.vocabulary_ = {str(t): i for i, t in enumerate(terms)}
         self.vectorizer.idf_ = _shaped(path, arrays, "idf", (len(terms),))
         self._restore_lightfm(path, header, arrays, len(terms))
@@ -551,7 +651,6 @@ class Recommender:
             self.embed_centroid = _shaped(
                 path, arrays, "embed_centroid", (n_readers, embed.DIMENSIONS)
             )
-            self._embed_cache = dict(zip(self.item_ids, self.item_embed, strict=True))
         self._fitted = True
 
     def _restore_lightfm(self, path, header: dict, arrays: dict, n_terms: int) -> None:
@@ -695,6 +794,11 @@ def _history_rows(matrix: sp.csr_matrix) -> list[dict[int, float]]:
         dict(zip(matrix.indices[s:e].tolist(), matrix.data[s:e].tolist(), strict=True))
         for s, e in zip(matrix.indptr[:-1], matrix.indptr[1:], strict=True)
     ]
+
+
+#: Names what `embed_text` feeds the sentence model: a stored vector made from other
+#: text is stale (the cache key is the model name and this recipe).
+EMBED_RECIPE = "title+abstract:1000c"
 
 
 def embed_text(doc: ItemDoc) -> str:

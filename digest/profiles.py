@@ -43,6 +43,7 @@ class Team:
     title: str = ""
     members: tuple[str, ...] = ()
     wiki: str | None = None
+    digest_size: int = DEFAULT_SIZE
     path: str | None = None
 
 
@@ -70,7 +71,7 @@ _READER_KEYS: dict[str, type | tuple[type, ...]] = {
     "digest_size": int, "channels": list, "teams": list,
 }  # fmt: skip
 _TEAM_KEYS: dict[str, type | tuple[type, ...]] = {
-    "name": str, "members": list, "wiki": str,
+    "name": str, "members": list, "wiki": str, "digest_size": int,
 }  # fmt: skip
 
 
@@ -167,6 +168,7 @@ def _add_team(path: Path, data: dict[str, Any], out: ProfileSet) -> None:
         title=good.get("name", name),
         members=tuple(m.lower() for m in good.get("members", [])),
         wiki=good.get("wiki"),
+        digest_size=good.get("digest_size", DEFAULT_SIZE),
         path=str(path),
     )
 

@@ -1,55 +1,141 @@
-"""Per-reader selection: exclusions, muting, diversity (MMR) and explanations."""
+"""Per-audience selection: exclusions, muting, diversity (MMR) and explanations.
+
+Candidates come in as `StoredItem`s and leave as `ReaderDigest`s of `Pick`s, so
+the renderers downstream need nothing else: no store, no model, no numpy.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from datetime import date
 
 import numpy as np
-import scipy.sparse as sp
 
-from digest.features import ItemDoc
+from digest.features import doc_of
 from digest.model import Recommender
-from digest.profiles import ProfileSet
-from digest.text import normalize
+from digest.profiles import ProfileSet, Team
+from digest.records import Pick, ReaderDigest, StoredItem
+from digest.text import phrase_matches
 
 #: Readers scored per block: bounds memory at (block x candidates) floats per scorer.
 BLOCK = 1000
 #: Share of relevance (vs. novelty against picks so far) in the MMR trade-off.
 DEFAULT_DIVERSITY = 0.3
-_VERBS = {"click": "clicked", "like": "liked", "tag": "tagged"}
+#: Items in a team post when the team file does not say.
+TEAM_SIZE = 10
 
 
-@dataclass(frozen=True)
-class Pick:
-    """One selected item for one reader, with a human reason."""
+class Ranking:
+    """One day's candidates, prepared once and ranked for any number of audiences."""
 
-    id: str
-    score: float
-    why: str
-    title: str = ""
+    def __init__(
+        self,
+        model: Recommender,
+        candidates: Sequence[StoredItem],
+        *,
+        profiles: ProfileSet,
+        exclude: dict[str, set[str]],
+        day: date,
+        diversity: float = DEFAULT_DIVERSITY,
+        min_score: float | None = None,
+    ):
+        self.model = model
+        self.candidates = list(candidates)
+        self.profiles = profiles
+        self.exclude = exclude
+        self.day = day
+        self.diversity = diversity
+        self.min_score = min_score
+        self.prepared = model.prepare([doc_of(i) for i in self.candidates])
+        self.similarity = model.similarity(self.prepared) if self.candidates else None
+        muted = {m for p in profiles.readers.values() for m in p.muted}
+        texts = [f"{i.title}\n{i.abstract}" for i in self.candidates]
+        self._muted_hits = phrase_matches(texts, muted)
 
+    def readers(self, readers: Sequence[str], top: int | None = None) -> Iterator[ReaderDigest]:
+        """Each reader's digest, scored in blocks; `top` overrides profile sizes."""
+        for start in range(0, len(readers), BLOCK):
+            block = list(readers[start : start + BLOCK])
+            scores = self._scores(block)
+            for row, reader in enumerate(block):
+                profile = self.profiles.get(reader)
+                size = top or profile.digest_size
+                allowed = self._allowed(reader, profile.muted, scores[row])
+                chosen = self._select(scores[row], allowed, size)
+                yield self._digest(reader, reader, scores[row], chosen)
 
-@dataclass(frozen=True)
-class ReaderDigest:
-    """The ranked selection for one reader."""
+    def team(self, team: Team, size: int | None = None) -> ReaderDigest:
+        """A team's post: items ranked by the members' mean score, with who each suits.
 
-    user: str
-    items: tuple[Pick, ...]
+        A member is named for an item when it is among that member's own top
+        `digest_size` candidates: the post says whom to send each paper to.
+        """
+        audience = f"team:{team.name}"
+        members = [m for m in team.members]
+        if not self.candidates or not members:
+            return ReaderDigest(audience, self.day, ())
+        scores = self._scores(members)
+        mean = scores.mean(axis=0)
+        allowed = self._allowed(audience, (), mean)
+        chosen = self._select(mean, allowed, size or team.digest_size or TEAM_SIZE)
+        suits = self._suits(members, scores)
+        lead = np.argmax(scores, axis=0)  # the member whose reason explains the pick
+        picks = []
+        for rank, col in enumerate(chosen, 1):
+            reader = members[int(lead[col])]
+            why = self.model.explain(reader, self.prepared, [col])[0]
+            names = tuple(m for m in members if col in suits[m])
+            picks.append(Pick(self.candidates[col], rank, float(mean[col]), why, names))
+        return ReaderDigest(audience, self.day, tuple(picks))
 
-    def to_json(self) -> dict:
-        return {
-            "user": self.user,
-            "items": [{"id": p.id, "score": round(p.score, 4), "why": p.why} for p in self.items],
-        }
+    def _suits(self, members: list[str], scores: np.ndarray) -> dict[str, set[int]]:
+        out = {}
+        for row, member in enumerate(members):
+            size = self.profiles.get(member).digest_size
+            allowed = self._allowed(member, self.profiles.get(member).muted, scores[row])
+            order = [c for c in np.argsort(-scores[row], kind="stable") if allowed[c]]
+            out[member] = {int(c) for c in order[:size]}
+        return out
+
+    def _scores(self, readers: list[str]) -> np.ndarray:
+        if not self.candidates:
+            return np.zeros((len(readers), 0), dtype=np.float32)
+        return self.model.score(readers, [], prepared=self.prepared).blended
+
+    def _allowed(self, audience: str, muted: Sequence[str], scores: np.ndarray) -> np.ndarray:
+        seen = self.exclude.get(audience, set())
+        mask = np.array([i.id not in seen for i in self.candidates], dtype=bool)
+        for phrase in muted:
+            for col in self._muted_hits.get(phrase, ()):
+                mask[col] = False
+        if self.min_score is not None:
+            mask &= scores >= self.min_score
+        return mask
+
+    def _select(self, scores: np.ndarray, allowed: np.ndarray, size: int) -> list[int]:
+        if self.similarity is None:
+            return []
+        return mmr(scores, self.similarity, allowed, size, self.diversity)
+
+    def _digest(
+        self, audience: str, reader: str, scores: np.ndarray, chosen: list[int]
+    ) -> ReaderDigest:
+        reasons = self.model.explain(reader, self.prepared, chosen)
+        picks = tuple(
+            Pick(self.candidates[c], rank, float(scores[c]), why)
+            for rank, (c, why) in enumerate(zip(chosen, reasons, strict=True), 1)
+        )
+        return ReaderDigest(audience, self.day, picks)
 
 
 def rank(
     model: Recommender,
-    readers: list[str],
-    candidates: list[ItemDoc],
+    readers: Sequence[str],
+    candidates: Sequence[StoredItem],
     *,
     profiles: ProfileSet,
     exclude: dict[str, set[str]],
+    day: date,
     top: int | None = None,
     diversity: float = DEFAULT_DIVERSITY,
     min_score: float | None = None,
@@ -57,44 +143,14 @@ def rank(
     """Rank `candidates` for each reader.
 
     Never offers an item in `exclude[reader]` (already sent or acted on), drops items
-    matching a muted topic, and re-ranks for diversity. `top` defaults to each
-    reader's profile digest size.
+    matching a muted topic (stemmed, as search matches), and re-ranks for diversity.
+    `top` defaults to each reader's profile digest size.
     """
-    if not candidates:
-        return [ReaderDigest(r, ()) for r in readers]
-    texts = [f" {normalize(f'{d.title} {d.abstract}')} " for d in candidates]
-    tfidf = model.vectorizer.transform([d.text for d in candidates])
-    similarity = (tfidf @ tfidf.T).toarray()
-    explainer = Explainer(model, candidates, tfidf, texts)
-    prepared = model.prepare(candidates)
-    out = []
-    for start in range(0, len(readers), BLOCK):
-        block = readers[start : start + BLOCK]
-        scores = model.score(block, candidates, prepared=prepared).blended
-        for row, reader in enumerate(block):
-            profile = profiles.get(reader)
-            allowed = _allowed(candidates, texts, exclude.get(reader, set()), profile.muted)
-            if min_score is not None:
-                allowed &= scores[row] >= min_score
-            size = top or profile.digest_size
-            chosen = mmr(scores[row], similarity, allowed, size, diversity)
-            reasons = explainer.why(reader, chosen)
-            picks = tuple(
-                Pick(candidates[c].id, float(scores[row, c]), why, candidates[c].title)
-                for c, why in zip(chosen, reasons, strict=True)
-            )
-            out.append(ReaderDigest(reader, picks))
-    return out
-
-
-def _allowed(
-    candidates: list[ItemDoc], texts: list[str], seen: set[str], muted: tuple[str, ...]
-) -> np.ndarray:
-    mask = np.array([d.id not in seen for d in candidates], dtype=bool)
-    for phrase in (normalize(m) for m in muted):
-        if phrase:
-            mask &= np.array([f" {phrase} " not in t for t in texts], dtype=bool)
-    return mask
+    ranking = Ranking(
+        model, candidates, profiles=profiles, exclude=exclude, day=day,
+        diversity=diversity, min_score=min_score,
+    )  # fmt: skip
+    return list(ranking.readers(readers, top))
 
 
 def mmr(
@@ -121,85 +177,3 @@ def mmr(
         available[best] = False
         max_sim = np.maximum(max_sim, similarity[pool[best], pool])
     return chosen
-
-
-class Explainer:
-    """Short reasons: a matched interest, the closest past item, the strongest shared terms."""
-
-    def __init__(
-        self, model: Recommender, candidates: list[ItemDoc], tfidf: sp.csr_matrix, texts: list[str]
-    ):
-        self.model = model
-        self.candidates = candidates
-        self.tfidf = sp.csr_matrix(tfidf)
-        self.texts = texts
-        self.terms = model.terms()
-        # Every past item against every candidate, once: per-reader lookups are then
-        # plain array indexing instead of a sparse product per reader.
-        self.history_sims = (model.item_tfidf @ self.tfidf.T).toarray().astype(np.float32)
-
-    def why(self, reader: str, cols: list[int]) -> list[str]:
-        """One line per chosen column; parts joined with '; '.
-
-        Computed per reader for all its picks at once: one sparse product each for the
-        closest past item and the shared terms.
-        """
-        if not cols:
-            return []
-        closest = self._closest(reader, cols)
-        terms = self._shared_terms(reader, cols)
-        out = []
-        for n, col in enumerate(cols):
-            parts = []
-            interest = self._interest(reader, col)
-            if interest:
-                parts.append(f"matches your interest '{interest}'")
-            if closest[n]:
-                parts.append(closest[n])
-            if terms[n]:
-                parts.append("shared terms: " + ", ".join(terms[n]))
-            out.append("; ".join(parts) or "readers with similar interests read papers like this")
-        return out
-
-    def _interest(self, reader: str, col: int) -> str | None:
-        info = self.model.readers_info.get(reader)
-        for phrase in info.interests if info else ():
-            if f" {normalize(phrase)} " in self.texts[col]:
-                return phrase
-        return None
-
-    def _closest(self, reader: str, cols: list[int]) -> list[str | None]:
-        row = self.model.reader_index.get(reader)
-        positives = (
-            [c for c, w in self.model.history[row].items() if w > 0] if row is not None else []
-        )
-        if not positives:
-            return [None] * len(cols)
-        sims = self.history_sims[np.ix_(positives, cols)]
-        best = sims.argmax(axis=0)
-        out: list[str | None] = []
-        for n, b in enumerate(best):
-            if sims[b, n] < 0.15:
-                out.append(None)
-                continue
-            title = self.model.titles.get(self.model.item_ids[positives[b]], "")
-            out.append(f"because you read '{_shorten(title)}'")
-        return out
-
-    def _shared_terms(self, reader: str, cols: list[int], k: int = 3) -> list[list[str]]:
-        row = self.model.reader_index.get(reader)
-        if row is None:
-            return [[] for _ in cols]
-        centroid = self.model.tfidf_centroid[row].toarray().ravel()
-        out = []
-        for col in cols:
-            start, end = self.tfidf.indptr[col], self.tfidf.indptr[col + 1]
-            idx = self.tfidf.indices[start:end]
-            weight = self.tfidf.data[start:end] * centroid[idx]
-            order = np.argsort(-weight)[:k]
-            out.append([str(self.terms[idx[i]]) for i in order if weight[i] > 0])
-        return out
-
-
-def _shorten(title: str, limit: int = 70) -> str:
-    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import sqlite_utils
 
 from digest.dedup import Candidate
 from digest.errors import StorageError
+from digest.records import Explanation, Pick, ReaderDigest, StoredItem
 
 DEFAULT_DB = "digest.db"
 ENV_DB = "DIGEST_DB"
@@ -200,11 +202,96 @@ def m004_fts_detail_column(db: sqlite_utils.Database) -> None:
     db.executescript(_FTS_TRIGGERS)
 
 
+def m005_digest_ledger(db: sqlite_utils.Database) -> None:
+    """One ledger of what each audience was sent, and a record of every day's digest.
+
+    - `sends` loses its foreign key on readers so a team (`team:<name>`) can be an
+      audience too, and imported 'sent' events move into it: training and ranking
+      both read `sends`, so the "sent but never clicked" negative survives delivery.
+    - `digests` and `digest_items` hold each audience's planned picks for a day, so
+      a re-run delivers the same picks on every channel; `deliveries` records each
+      (digest, channel) outcome, written in the same transaction as its `sends`.
+    - readers gain `unsubscribed_at` and a private `feed_token`.
+    """
+    db.executescript(
+        """
+        CREATE TABLE sends_new (
+            reader TEXT NOT NULL,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            channel TEXT NOT NULL,
+            digest_date TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            PRIMARY KEY (reader, item_id, channel)
+        ) WITHOUT ROWID;
+        INSERT OR IGNORE INTO sends_new SELECT reader, item_id, channel, digest_date, sent_at
+            FROM sends;
+        INSERT OR IGNORE INTO sends_new (reader, item_id, channel, digest_date, sent_at)
+            SELECT reader, item_id, 'import', substr(time, 1, 10), time FROM events
+            WHERE event = 'sent';
+        DELETE FROM events WHERE event = 'sent';
+        DROP TABLE sends;
+        ALTER TABLE sends_new RENAME TO sends;
+        CREATE INDEX sends_item ON sends(item_id);
+        CREATE INDEX sends_day ON sends(digest_date);
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            audience TEXT NOT NULL,
+            digest_date TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (audience, digest_date)
+        );
+        CREATE INDEX digests_day ON digests(digest_date);
+        CREATE TABLE digest_items (
+            digest_id INTEGER NOT NULL REFERENCES digests(id),
+            position INTEGER NOT NULL,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            score REAL NOT NULL,
+            why TEXT NOT NULL DEFAULT '{}',
+            members TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (digest_id, position)
+        ) WITHOUT ROWID;
+        CREATE TABLE deliveries (
+            digest_id INTEGER NOT NULL REFERENCES digests(id),
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL,
+            target TEXT,
+            detail TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (digest_id, channel)
+        ) WITHOUT ROWID;
+        ALTER TABLE readers ADD COLUMN unsubscribed_at TEXT;
+        ALTER TABLE readers ADD COLUMN feed_token TEXT;
+        CREATE UNIQUE INDEX readers_feed_token ON readers(feed_token);
+        """
+    )
+
+
+def m006_embeddings(db: sqlite_utils.Database) -> None:
+    """Each item's sentence embedding, computed once and kept.
+
+    Keyed by item and by the model and text recipe that made it, so changing either
+    makes old vectors unused rather than wrong.
+    """
+    db.executescript(
+        """
+        CREATE TABLE embeddings (
+            item_id TEXT NOT NULL REFERENCES items(id),
+            model TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (item_id, model)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_readers_feedback,
     m003_item_keys_by_key,
     m004_fts_detail_column,
+    m005_digest_ledger,
+    m006_embeddings,
 ]
 
 
@@ -480,12 +567,28 @@ class Store:
 
     def record_send(self, reader: str, item_id: str, *, channel: str, digest_date: str) -> bool:
         """Add to the send ledger; False when this reader already got it on this channel."""
-        cur = self.conn.execute(
+        return self.record_sends([(reader, item_id, channel, digest_date)]) == 1
+
+    def record_sends(self, rows: Iterable[tuple[str, str, str, str]]) -> int:
+        """Add (audience, item id, channel, digest date) rows; return how many were new.
+
+        The ledger is the one record of what was sent: ranking never offers an item
+        in it again, and training reads it for "sent but never clicked" negatives.
+        """
+        stamp = now_iso()
+        cur = self.conn.executemany(
             "INSERT OR IGNORE INTO sends (reader, item_id, channel, digest_date, sent_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            (reader, item_id, channel, digest_date, now_iso()),
+            [(*row, stamp) for row in rows],
         )
-        return cur.rowcount == 1
+        return cur.rowcount
+
+    def sends(self) -> list[tuple[str, str, str]]:
+        """(audience, item id, digest date) for every item sent on any channel, once each."""
+        return self.conn.execute(
+            "SELECT reader, item_id, min(digest_date) FROM sends GROUP BY reader, item_id "
+            "ORDER BY reader, item_id"
+        ).fetchall()
 
     def events(self, reader: str | None = None) -> list[tuple[str, str, str, str, str]]:
         """(reader, item_id, event, tag, time) rows, oldest first."""
@@ -496,17 +599,8 @@ class Store:
             params = (reader,)
         return self.conn.execute(sql + " ORDER BY time, id", params).fetchall()
 
-    def seen_by(self, reader: str) -> set[str]:
-        """Items a reader must not be offered again: sent on any channel or acted on."""
-        rows = self.conn.execute(
-            "SELECT item_id FROM sends WHERE reader = ? "
-            "UNION SELECT item_id FROM events WHERE reader = ?",
-            (reader, reader),
-        )
-        return {r[0] for r in rows}
-
     def seen_by_all(self) -> dict[str, set[str]]:
-        """`seen_by` for every reader at once (batch ranking)."""
+        """Per audience, the items never to offer again: sent on any channel, or acted on."""
         out: dict[str, set[str]] = {}
         rows = self.conn.execute(
             "SELECT reader, item_id FROM sends UNION SELECT reader, item_id FROM events"
@@ -514,6 +608,190 @@ class Store:
         for reader, item_id in rows:
             out.setdefault(reader, set()).add(item_id)
         return out
+
+    def unsubscribed(self) -> set[str]:
+        """Handles of readers who unsubscribed: `digest run` skips them."""
+        rows = self.conn.execute("SELECT handle FROM readers WHERE unsubscribed_at IS NOT NULL")
+        return {r[0] for r in rows}
+
+    def set_subscribed(self, handle: str, subscribed: bool) -> bool:
+        """Unsubscribe or re-subscribe a reader; False when nothing changed."""
+        stamp = None if subscribed else now_iso()
+        cur = self.conn.execute(
+            "UPDATE readers SET unsubscribed_at = ? WHERE handle = ? "
+            "AND (unsubscribed_at IS NULL) = ?",
+            (stamp, handle, not subscribed),
+        )
+        return cur.rowcount == 1
+
+    def feed_token(self, handle: str) -> str:
+        """The reader's private feed token, created on first use."""
+        row = self.conn.execute(
+            "SELECT feed_token FROM readers WHERE handle = ?", (handle,)
+        ).fetchone()
+        if row is None:
+            raise StorageError(f"unknown reader '{handle}'")
+        return row[0] or self.rotate_feed_token(handle)
+
+    def rotate_feed_token(self, handle: str) -> str:
+        """Give a reader a new random feed token: the old feed URL stops working."""
+        token = secrets.token_urlsafe(24)
+        self.conn.execute("UPDATE readers SET feed_token = ? WHERE handle = ?", (token, handle))
+        return token
+
+    # -- digests: each audience's planned picks for a day, and their deliveries ---------
+
+    def planned(self, day: str) -> dict[str, int]:
+        """Audience -> digest id for every digest planned for a day."""
+        rows = self.conn.execute(
+            "SELECT audience, id FROM digests WHERE digest_date = ?", (day,)
+        ).fetchall()
+        return dict(rows)
+
+    def save_plan(self, audience: str, day: str, picks: Sequence[Pick]) -> int:
+        """Store an audience's picks for a day (once: an existing plan is kept as it is).
+
+        Planning before delivering means a re-run after a crash delivers the same
+        picks on every channel, even if the model changed in between.
+        """
+        self.conn.execute(
+            "INSERT OR IGNORE INTO digests (audience, digest_date, created_at) VALUES (?, ?, ?)",
+            (audience, day, now_iso()),
+        )
+        digest_id = self.conn.execute(
+            "SELECT id FROM digests WHERE audience = ? AND digest_date = ?", (audience, day)
+        ).fetchone()[0]
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO digest_items (digest_id, position, item_id, score, why, members)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (digest_id, p.rank, p.item.id, float(p.score), json.dumps(p.why.to_json()),
+                 json.dumps(list(p.members)))
+                for p in picks
+            ],
+        )  # fmt: skip
+        return int(digest_id)
+
+    def digests(self, digest_ids: Iterable[int]) -> dict[int, ReaderDigest]:
+        """Planned digests by id, with their items as typed records."""
+        ids = list(digest_ids)
+        if not ids:
+            return {}
+        heads = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            heads.update(
+                (r[0], (r[1], r[2]))
+                for r in self.conn.execute(
+                    f"SELECT id, audience, digest_date FROM digests WHERE id IN ({marks})", chunk
+                )
+            )
+        rows: dict[int, list[tuple]] = {i: [] for i in heads}
+        for chunk in _chunks(list(heads)):
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                "SELECT digest_id, position, item_id, score, why, members FROM digest_items "
+                f"WHERE digest_id IN ({marks}) ORDER BY digest_id, position",
+                chunk,
+            ):
+                rows[row[0]].append(row)
+        items = self.stored_items(ids={r[2] for entries in rows.values() for r in entries})
+        by_id = {item.id: item for item in items}
+        return {
+            digest_id: ReaderDigest(
+                audience, date.fromisoformat(day), tuple(_pick(r, by_id) for r in rows[digest_id])
+            )
+            for digest_id, (audience, day) in heads.items()
+        }
+
+    def recent_digests(self, audience: str, since: str, until: str) -> list[int]:
+        """Ids of an audience's digests from `since` to `until` (inclusive), newest first."""
+        rows = self.conn.execute(
+            "SELECT id FROM digests WHERE audience = ? AND digest_date BETWEEN ? AND ? "
+            "ORDER BY digest_date DESC",
+            (audience, since, until),
+        )
+        return [r[0] for r in rows]
+
+    def deliveries(self, day: str) -> dict[tuple[int, str], str]:
+        """(digest id, channel) -> status for every delivery attempted for a day."""
+        rows = self.conn.execute(
+            "SELECT d.digest_id, d.channel, d.status FROM deliveries d "
+            "JOIN digests g ON g.id = d.digest_id WHERE g.digest_date = ?",
+            (day,),
+        )
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def record_delivery(
+        self,
+        digest_id: int,
+        channel: str,
+        status: str,
+        *,
+        target: str | None = None,
+        detail: str | None = None,
+        attempts: int = 1,
+        sends: Iterable[tuple[str, str, str, str]] = (),
+    ) -> None:
+        """Record one (digest, channel) outcome and its sends, in one transaction."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO deliveries (digest_id, channel, status, target, detail, attempts, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest_id, channel) DO "
+                "UPDATE SET status = excluded.status, target = excluded.target, "
+                "detail = excluded.detail, attempts = deliveries.attempts + excluded.attempts, "
+                "updated_at = excluded.updated_at",
+                (digest_id, channel, status, target, detail, attempts, now_iso()),
+            )
+            if status == "delivered":
+                self.record_sends(sends)
+
+    def embeddings(self, ids: Iterable[str], model: str) -> dict[str, bytes]:
+        """Stored vectors (raw float32 bytes) of these items made by `model`."""
+        out: dict[str, bytes] = {}
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                self.conn.execute(
+                    f"SELECT item_id, vector FROM embeddings WHERE model = ? "
+                    f"AND item_id IN ({marks})",
+                    (model, *chunk),
+                ).fetchall()
+            )
+        return out
+
+    def save_embeddings(self, model: str, vectors: Iterable[tuple[str, bytes]]) -> None:
+        """Keep vectors made by `model` (an existing one for the same item is replaced)."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (item_id, model, vector) VALUES (?, ?, ?)",
+                [(item_id, model, blob) for item_id, blob in vectors],
+            )
+
+    def stored_items(
+        self, *, ids: Iterable[str] | None = None, new_on: str | None = None
+    ) -> list[StoredItem]:
+        """Items as typed records (all, by id, or first seen on a day), oldest first."""
+        if ids is None:
+            return [_stored(row) for row in self._item_rows(new_on=new_on)]
+        out: list[StoredItem] = []
+        for chunk in _chunks(list(ids)):
+            out.extend(_stored(row) for row in self._item_rows(ids=chunk))
+        return out
+
+    def _item_rows(self, **where: Any) -> Iterator[dict[str, Any]]:
+        sql = (
+            "SELECT items.*, coalesce(sources.name, '') AS source FROM items "
+            "LEFT JOIN sources ON sources.id = items.source_id"
+        )
+        params: list[Any] = []
+        if where.get("ids") is not None:
+            sql += f" WHERE items.id IN ({','.join('?' * len(where['ids']))})"
+            params = list(where["ids"])
+        elif where.get("new_on"):
+            sql += " WHERE items.first_seen = ?"
+            params = [where["new_on"]]
+        yield from self.db.query(sql + " ORDER BY items.first_seen, items.rowid", params)
 
     def reader_handles(self) -> list[str]:
         """Every reader known to the database."""
@@ -593,6 +871,42 @@ class Store:
             "runs": dict(runs),
             "new_per_day": dict(per_day),
         }
+
+
+def _chunks(values: list, size: int = 900) -> Iterator[list]:
+    """Slices small enough for SQLite's bound-parameter limit."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _stored(row: dict[str, Any]) -> StoredItem:
+    row = _decode_item(row)
+    return StoredItem(
+        id=row["id"],
+        title=row["title"],
+        abstract=row["abstract"] or "",
+        url=row["url"],
+        authors=tuple(row["authors"]),
+        tags=tuple(row["tags"]),
+        first_seen=row["first_seen"],
+        published=row["published"],
+        arxiv_id=row["arxiv_id"],
+        doi=row["doi"],
+        code_url=row["code_url"],
+        project_urls=tuple(row["project_urls"]),
+        source=row.get("source") or "",
+    )
+
+
+def _pick(row: tuple, items: dict[str, StoredItem]) -> Pick:
+    _digest_id, position, item_id, score, why, members = row
+    return Pick(
+        item=items[item_id],
+        rank=position,
+        score=score,
+        why=Explanation.from_json(json.loads(why)),
+        members=tuple(json.loads(members)),
+    )
 
 
 def _decode_item(row: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import unicodedata
+from collections.abc import Iterable
 
 _TEX_COMMAND = re.compile(r"\\[a-zA-Z]+\*?")
 _TEX_MARKS = re.compile(r"[$^{}]|_(?=\w)")
@@ -53,3 +55,36 @@ def digest_of(*parts: str) -> str:
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\x1f")
     return h.hexdigest()
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def phrase_matches(texts: list[str], phrases: Iterable[str]) -> dict[str, set[int]]:
+    """For each phrase, the indexes of the texts that hold it, matched as search matches.
+
+    Muting must agree with `digest items --search`: case-folded and stemmed, so a
+    reader who mutes "language model" never gets "Large Language Models", and one
+    who mutes "robot" never gets "Robotic Grasping". The texts go through the same
+    SQLite FTS5 porter tokenizer as the store's search index (in memory, so nothing
+    touches the database); a phrase of several words must appear as a phrase.
+    """
+    wanted = {p: _WORD.findall(p) for p in set(phrases)}
+    wanted = {p: words for p, words in wanted.items() if words}
+    if not wanted or not texts:
+        return {p: set() for p in wanted}
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE VIRTUAL TABLE t USING fts5(body, tokenize='porter')")
+        conn.executemany("INSERT INTO t (rowid, body) VALUES (?, ?)", enumerate(texts))
+        return {
+            phrase: {
+                row[0]
+                for row in conn.execute(
+                    "SELECT rowid FROM t WHERE t MATCH ?", ('"' + " ".join(words) + '"',)
+                )
+            }
+            for phrase, words in wanted.items()
+        }
+    finally:
+        conn.close()

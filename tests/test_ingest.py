@@ -95,7 +95,7 @@ def test_store_records_migrations_and_uses_wal(db_path: Path) -> None:
     with Store.open(db_path) as store:
         assert store.applied_migrations() == [
             "m001_initial", "m002_readers_feedback", "m003_item_keys_by_key",
-            "m004_fts_detail_column",
+            "m004_fts_detail_column", "m005_digest_ledger",
         ]  # fmt: skip
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with Store.open(db_path) as store:  # reopening applies nothing twice
@@ -111,10 +111,23 @@ def test_database_from_first_release_migrates_with_its_data(db_path: Path, monke
         assert ingest(old, dumps[:1], today=TODAY).new == 85
         old_keys = sorted(old.all_keys())
         word = max(old.items()[0]["title"].split(), key=len)
+        first, second = (row["id"] for row in old.items()[:2])
+        old.conn.execute(  # the first release kept imported 'sent' rows as events
+            "INSERT INTO readers VALUES ('ada', NULL, NULL, 'feedback', '2026-03-09')"
+        )
+        old.conn.executemany(
+            "INSERT INTO events (reader, item_id, event, tag, time) VALUES (?, ?, ?, '', ?)",
+            [("ada", first, "sent", "2026-03-09T07:00:00Z"),
+             ("ada", second, "click", "2026-03-09T08:00:00Z")],
+        )  # fmt: skip
     monkeypatch.undo()
     with Store.open(db_path) as store:
         applied = store.applied_migrations()
-        assert applied[-2:] == ["m003_item_keys_by_key", "m004_fts_detail_column"]
+        assert applied[-3:] == [
+            "m003_item_keys_by_key", "m004_fts_detail_column", "m005_digest_ledger",
+        ]  # fmt: skip
+        assert store.sends() == [("ada", first, "2026-03-09")]  # moved to the ledger
+        assert [e[2] for e in store.events()] == ["click"]
         assert sorted(store.all_keys()) == old_keys and old_keys
         assert store.items(search=word)  # the rebuilt index covers old rows
         again = ingest(store, dumps, today=TODAY)

@@ -87,12 +87,31 @@ def test_feedback_import_resolves_and_reports(loaded: Store, tmp_path: Path) -> 
 def test_event_weights() -> None:
     events = [
         ("a", "i1", "click", "", "t"), ("a", "i2", "like", "", "t"),
-        ("a", "i3", "dislike", "", "t"), ("a", "i4", "sent", "", "t"),
-        ("a", "i1", "sent", "", "t"),
+        ("a", "i3", "dislike", "", "t"),
     ]  # fmt: skip
-    weights = {(i.reader, i.item_id): i.weight for i in interactions_from_events(events)}
-    assert weights[("a", "i2")] > weights[("a", "i1")] > 0
-    assert weights[("a", "i3")] < weights[("a", "i4")] < 0
+    sends = [
+        ("a", "i4", "2026-03-09"), ("a", "i1", "2026-03-09"), ("a", "i5", "2026-03-11"),
+        ("team:core", "i6", "2026-03-09"),
+    ]  # fmt: skip
+    got = interactions_from_events(events, sends, before="2026-03-11")
+    weights = {(i.reader, i.item_id): i.weight for i in got}
+    assert weights[("a", "i2")] > weights[("a", "i1")] > 0  # a click outweighs its send
+    assert weights[("a", "i3")] < weights[("a", "i4")] < 0  # sent, never opened: weak negative
+    assert ("a", "i5") not in weights  # sent today: not yet a negative
+    assert not any(r.startswith("team:") for r, _ in weights)  # a team is not a reader
+
+
+def test_imported_sent_rows_reach_training_through_the_ledger(loaded: Store, tmp_path) -> None:
+    """A 'sent' row lands in `sends` only, and training still reads it as a negative."""
+    item = loaded.items()[0]["id"]
+    path = tmp_path / "fb.csv"
+    path.write_text(f"user,item,event,time\nada,{item},sent,2026-03-09T07:00:00Z\n")
+    assert import_feedback(loaded, str(path)).imported == 1
+    assert loaded.events() == []
+    assert loaded.sends() == [("ada", item, "2026-03-09")]
+    assert loaded.seen_by_all() == {"ada": {item}}
+    got = interactions_from_events(loaded.events(), loaded.sends(), before="2026-03-10")
+    assert [(i.reader, i.item_id, i.weight) for i in got] == [("ada", item, -0.25)]
 
 
 def _docs() -> list[ItemDoc]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Protocol, Self, get_args
 
-from digest.errors import DigestError
+from digest.errors import DeliveryError
 
 Security = Literal["starttls", "ssl", "none"]
 SECURITY_MODES: tuple[str, ...] = get_args(Security)
@@ -36,15 +36,6 @@ DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 # smtplib sends bytes without touching line endings, but SMTP requires CRLF (a bare LF is
 # refused by servers guarding against SMTP smuggling). Same rule as smtplib._fix_eols.
 _EOL = re.compile(rb"\r\n|\n|\r(?!\n)")
-
-
-class DeliveryError(DigestError):
-    """A failure that would hit every message of the run, so the run should stop.
-
-    Raised for bad transport settings, an outbox folder that cannot be written, a refused
-    login, a TLS certificate that cannot be trusted, and an SMTP server that could not be
-    reached in any attempt. A refusal of one message is a `DeliveryResult`, not this error.
-    """
 
 
 @dataclass(frozen=True)

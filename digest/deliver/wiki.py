@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from digest.errors import DigestError
+from digest.errors import DeliveryError
 from digest.render.wiki import WikiPost
 
 #: Identity used only when the repository (or the user) has none configured.
@@ -33,10 +33,6 @@ _GIT_LOCATION_VARS = (
     "GIT_COMMON_DIR",
     "GIT_NAMESPACE",
 )
-
-
-class DeliveryError(DigestError):
-    """A post could not be written or committed; the message names the file or repository."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,463 @@
+"""The daily job, and the pieces `digest rank`, `digest run` and `digest preview` share.
+
+`run` is the whole day: ingest what the config names -> update the model -> plan
+(rank every audience and store its picks) -> render -> deliver on each channel,
+recording every delivery with its sends in one transaction. Plans and deliveries
+are keyed by (audience, day) and (digest, channel), so running a day twice sends
+nothing twice, and a run killed halfway finishes the rest on the next run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from digest.dispatch import Dispatcher, Outcome, utc_now
+from digest.errors import DigestError
+from digest.ingest import ingest
+from digest.model import Recommender
+from digest.profiles import ProfileSet, load_profiles, teams_of
+from digest.rank import Ranking
+from digest.records import ReaderDigest, Recipient, StoredItem
+from digest.render.email import render_email
+from digest.settings import Settings
+from digest.store import Store
+from digest.training import sync_readers, train
+
+#: progress(stage, done, total): the CLI draws a bar on a terminal, log lines otherwise.
+Progress = Callable[[str, int, int], None]
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    """The default progress callback: says nothing."""
+
+
+# -- candidates ----------------------------------------------------------------------------
+
+
+def latest_day(store: Store, today: date | None = None) -> date:
+    """The most recent day with new items, not after today (the default digest day)."""
+    today = today or date.today()
+    days = [d for d in store.stats()["new_per_day"] if d <= today.isoformat()]
+    if not days:
+        raise DigestError("no items: run 'digest ingest' first (or give --date)")
+    return date.fromisoformat(max(days))
+
+
+def candidates(store: Store, day: date, window_days: int = 1) -> list[StoredItem]:
+    """Items first seen in the `window_days` days up to and including `day`."""
+    return [
+        item
+        for offset in range(max(1, window_days) - 1, -1, -1)
+        for item in store.stored_items(new_on=(day - timedelta(days=offset)).isoformat())
+    ]
+
+
+def candidates_from_file(store: Store, path: str) -> list[StoredItem]:
+    """Items named in a file of ids (one per line, '#' comments), all of them known."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise DigestError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DigestError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    wanted = []
+    for line in text.splitlines():
+        ident = line.strip()
+        if ident and not ident.startswith("#") and ident not in wanted:
+            wanted.append(ident)
+    found = {item.id: item for item in store.stored_items(ids=wanted)}
+    unknown = [i for i in wanted if i not in found]
+    if unknown:
+        line = next(n for n, t in enumerate(text.splitlines(), 1) if t.strip() == unknown[0])
+        raise DigestError(f"{path}:{line}: unknown item id {unknown[0]!r}")
+    return [found[i] for i in wanted]
+
+
+# -- readers, teams and recipients -----------------------------------------------------------
+
+
+def recipients(store: Store, profiles: ProfileSet, *, only: str | None = None) -> list[Recipient]:
+    """Who gets a digest: every reader with a profile (not unsubscribed), then every team.
+
+    Readers known only from feedback teach the model but are sent nothing: they
+    never asked. `only` keeps one reader (and no team).
+    """
+    gone = store.unsubscribed()
+    out = []
+    for handle in profiles.audience(only=only) if only else sorted(profiles.readers):
+        profile = profiles.readers.get(handle)
+        if profile is None:
+            raise DigestError(f"'{handle}' has no profile: nothing to deliver")
+        if handle in gone:
+            continue
+        out.append(
+            Recipient(handle, profile.name or handle, profile.email, profile.channels,
+                      teams_of(profiles, handle))
+        )  # fmt: skip
+    if only:
+        return out
+    for team in profiles.teams.values():
+        members = tuple(m for m in team.members if m in profiles.readers)
+        if members:
+            out.append(
+                Recipient(f"team:{team.name}", team.title or team.name, None, ("wiki", "feed"),
+                          (), members)
+            )  # fmt: skip
+    return out
+
+
+def rank_audience(store: Store, profiles: ProfileSet, only: str | None = None) -> list[str]:
+    """Who `digest rank` ranks for: every reader (profiles and feedback), or `only`.
+
+    Asking for a reader with neither a profile nor any feedback is an error: a
+    digest of popular items would say nothing about them.
+    """
+    if only is None:
+        return profiles.audience(store.reader_handles())
+    readers = profiles.audience(only=only)
+    handle = readers[0]
+    if handle not in profiles.readers and handle not in store.reader_handles():
+        raise DigestError(
+            f"no reader '{handle}': no profile in {profiles.folder} and no feedback recorded"
+        )
+    return readers
+
+
+# -- ranking ---------------------------------------------------------------------------------
+
+
+def rank_readers(
+    store: Store,
+    model: Recommender,
+    profiles: ProfileSet,
+    readers: Sequence[str],
+    items: Sequence[StoredItem],
+    day: date,
+    *,
+    top: int | None = None,
+    diversity: float = 0.3,
+    min_score: float | None = None,
+) -> list[ReaderDigest]:
+    """Rank `items` for `readers`, never offering what the ledger says they had."""
+    ranking = Ranking(
+        model, items, profiles=profiles, exclude=store.seen_by_all(), day=day,
+        diversity=diversity, min_score=min_score,
+    )  # fmt: skip
+    return list(ranking.readers(readers, top))
+
+
+def plan(
+    store: Store,
+    model: Recommender | Callable[[], Recommender],
+    profiles: ProfileSet,
+    audience: Sequence[Recipient],
+    items: Sequence[StoredItem],
+    day: date,
+    *,
+    diversity: float,
+    min_score: float | None,
+    progress: Progress = _quiet,
+    save: bool = True,
+) -> dict[str, ReaderDigest]:
+    """Every audience's digest for `day`: stored plans as they are, new ones ranked.
+
+    A stored plan is never re-ranked, so every channel and every re-run delivers the
+    same picks. `model` may be a callable, so a day fully planned needs no model at
+    all. With `save=False` (a dry run) new plans are returned but not stored.
+    """
+    key = day.isoformat()
+    stored = store.planned(key)
+    wanted = [r.audience for r in audience]
+    done = store.digests(stored[a] for a in wanted if a in stored)
+    out = {d.audience: d for d in done.values()}
+    todo = [r for r in audience if r.audience not in out]
+    if todo:
+        fitted = model() if callable(model) else model
+        ranking = Ranking(
+            fitted, items, profiles=profiles, exclude=store.seen_by_all(), day=day,
+            diversity=diversity, min_score=min_score,
+        )  # fmt: skip
+        fresh = _rank_all(ranking, profiles, todo, progress)
+        if save:
+            for block in _blocks(fresh, 500):
+                with store.transaction():
+                    for digest in block:
+                        store.save_plan(digest.audience, key, digest.picks)
+        out.update((d.audience, d) for d in fresh)
+    return {a: out[a] for a in wanted}
+
+
+def _rank_all(
+    ranking: Ranking, profiles: ProfileSet, todo: Sequence[Recipient], progress: Progress
+) -> list[ReaderDigest]:
+    readers = [r.audience for r in todo if not r.is_team]
+    out: list[ReaderDigest] = []
+    for digest in ranking.readers(readers):
+        out.append(digest)
+        if len(out) % 200 == 0 or len(out) == len(readers):
+            progress("rank", len(out), len(todo))
+    for recipient in (r for r in todo if r.is_team):
+        out.append(ranking.team(profiles.teams[recipient.handle]))
+        progress("rank", len(out), len(todo))
+    return out
+
+
+def _blocks(values: list, size: int) -> Iterable[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+def update_model(
+    store: Store, profiles: ProfileSet, settings: Settings, day: date, *, save: bool = True
+) -> Recommender:
+    """The daily model: an incremental update of the saved model, or a first full train.
+
+    Sends from `day` on are not yet negatives (see `training.train`).
+    """
+    path = settings.store.model
+    params = {
+        "epochs": settings.model.epochs,
+        "random_state": settings.model.seed,
+        "embeddings": settings.model.embeddings,
+    }
+    target = path if save else None
+    return train(
+        store, profiles, target, update=Path(path).exists(), before=day.isoformat(),
+        update_epochs=settings.model.update_epochs, source=path, **params,
+    )  # fmt: skip
+
+
+@dataclass
+class Workspace:
+    """What every daily command opens: settings, the store and the profiles."""
+
+    settings: Settings
+    store: Store
+    profiles: ProfileSet
+    warnings: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_workspace(settings: Settings, *, create: bool = True) -> Workspace:
+    """Open the database and read the profiles named by `settings`."""
+    store = Store.open(settings.store.db, create=create)
+    explicit = "readers.profiles" in settings.explicit
+    profiles = load_profiles(settings.readers.profiles if explicit else None)
+    return Workspace(settings, store, profiles, list(profiles.warnings()))
+
+
+# -- the daily run ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    """What `digest run` did, for its summary line and exit status."""
+
+    day: date | None = None
+    dry_run: bool = False
+    ingested: str = ""
+    model: str = "not needed (every digest already planned)"
+    planned: int = 0
+    reused: int = 0
+    delivered: dict[str, int] = field(default_factory=dict)
+    already: int = 0
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """False when anything asked for was not delivered (exit status 1)."""
+        return not self.failures
+
+    def count(self, outcome: Outcome) -> None:
+        """Fold one delivery outcome into the report."""
+        if outcome.status in ("delivered", "dry-run"):
+            key = f"{outcome.channel} ({outcome.status})" if self.dry_run else outcome.channel
+            self.delivered[key] = self.delivered.get(key, 0) + 1
+        elif outcome.channel != "commit":
+            self.failures.append(
+                f"{outcome.audience}: {outcome.channel} {outcome.status}: {outcome.detail}"
+            )
+
+    def summary(self) -> str:
+        """A few lines: the day, what was planned, what went out, and where."""
+        done = ", ".join(f"{n} {c}" for c, n in sorted(self.delivered.items())) or "nothing new"
+        lines = [
+            f"digest for {self.day}{' (dry run: nothing written)' if self.dry_run else ''}",
+        ]
+        if self.ingested:
+            lines.append(f"  ingest: {self.ingested}")
+        lines += [
+            f"  model: {self.model}",
+            f"  planned: {self.planned} new digest(s), {self.reused} already planned",
+            f"  delivered: {done}; {self.already} already delivered earlier",
+        ]
+        if self.failures:
+            lines.append(f"  failed: {len(self.failures)} (see the error lines above)")
+        lines += [f"  {name}: {where}" for name, where in self.outputs.items()]
+        return "\n".join(lines)
+
+
+def run(
+    settings: Settings,
+    *,
+    day: date | None = None,
+    dry_run: bool = False,
+    only: str | None = None,
+    progress: Progress = _quiet,
+    now: datetime | None = None,
+) -> RunReport:
+    """The whole daily job for one day; see the module docstring for its guarantees."""
+    report = RunReport(dry_run=dry_run)
+    workspace = open_workspace(settings, create=not dry_run)
+    try:
+        report.warnings += workspace.warnings
+        _run(workspace, report, day, only, progress, now or utc_now())
+    finally:
+        workspace.close()
+    return report
+
+
+def _run(
+    ws: Workspace, report: RunReport, day: date | None, only: str | None,
+    progress: Progress, now: datetime,
+) -> None:  # fmt: skip
+    settings, store = ws.settings, ws.store
+    with _timed(report, "ingest"):
+        _ingest_sources(ws, report)
+    report.day = day = day or latest_day(store, now.date())
+    if not report.dry_run:
+        sync_readers(store, ws.profiles)
+    audience = recipients(store, ws.profiles, only=only)
+    items = candidates(store, day, settings.digest.window_days)
+
+    def model() -> Recommender:
+        with _timed(report, "model"):
+            fitted = update_model(store, ws.profiles, settings, day, save=not report.dry_run)
+        report.model = f"{'updated' if Path(settings.store.model).exists() else 'trained'}"
+        return fitted
+
+    before = set(store.planned(day.isoformat()))
+    with _timed(report, "rank"):
+        digests = plan(
+            store, model, ws.profiles, audience, items, day,
+            diversity=settings.digest.diversity, min_score=_min_score(settings),
+            progress=progress, save=not report.dry_run,
+        )  # fmt: skip
+    report.reused = len(before & set(digests))
+    report.planned = len(digests) - report.reused
+    with _timed(report, "deliver"):
+        _deliver(ws, report, digests, audience, day, progress, now)
+    _outputs(settings, report)
+
+
+def _ingest_sources(ws: Workspace, report: RunReport) -> None:
+    paths = list(ws.settings.sources.paths)
+    if not paths or report.dry_run:
+        return
+    summary = ingest(ws.store, paths)
+    for outcome in summary.files:
+        if outcome.status == "error":
+            report.failures.append(f"ingest: {outcome.error}")
+    report.ingested = (
+        f"{len(summary.files)} file(s), {summary.new} new item(s), "
+        f"{summary.duplicates} already seen, {summary.failed} failed"
+    )
+
+
+def _deliver(
+    ws: Workspace, report: RunReport, digests: dict[str, ReaderDigest],
+    audience: Sequence[Recipient], day: date, progress: Progress, now: datetime,
+) -> None:  # fmt: skip
+    store = ws.store
+    key = day.isoformat()
+    ids = store.planned(key)
+    status = store.deliveries(key)
+    dispatcher = Dispatcher(store, ws.settings, day, now, dry_run=report.dry_run)
+    try:
+        for n, recipient in enumerate(audience, 1):
+            digest = digests[recipient.audience]
+            digest_id = ids.get(recipient.audience, -1)
+            done = {c for (i, c), s in status.items() if i == digest_id and s == "delivered"}
+            report.already += len(done & set(recipient.channels))
+            if "wiki" in done and "wiki" in recipient.channels:
+                dispatcher.remember_post(digest, recipient)
+            for outcome in dispatcher.deliver(digest, recipient, digest_id, done):
+                report.count(outcome)
+            progress("deliver", n, len(audience))
+    finally:
+        for outcome in dispatcher.finish():
+            report.outputs["wiki commit"] = outcome.detail
+
+
+def _outputs(settings: Settings, report: RunReport) -> None:
+    if settings.email.transport == "outbox":
+        report.outputs.setdefault("emails", str(settings.outbox()))
+    else:
+        report.outputs.setdefault("emails", f"smtp {settings.smtp.host}:{settings.smtp.port}")
+    report.outputs.setdefault("feeds", str(settings.feeds_dir()))
+    report.outputs.setdefault("wiki", str(settings.wiki_dir()))
+
+
+class _timed:
+    """Adds a stage's wall time to the report (the benchmark reads these)."""
+
+    def __init__(self, report: RunReport, stage: str):
+        self.report, self.stage = report, stage
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        spent = time.perf_counter() - self.started
+        self.report.seconds[self.stage] = self.report.seconds.get(self.stage, 0.0) + spent
+
+
+def _min_score(settings: Settings) -> float | None:
+    value = settings.digest.min_score
+    return None if value == float("-inf") else value
+
+
+# -- preview -----------------------------------------------------------------------------------
+
+
+def preview(
+    settings: Settings, user: str, *, day: date | None = None, out: str | None = None
+) -> list[Path]:
+    """Write one reader's email as HTML and text files, sending and recording nothing.
+
+    Uses the stored plan for the day when there is one (what was or will be sent),
+    else ranks with the saved model without storing anything.
+    """
+    ws = open_workspace(settings, create=False)
+    try:
+        when = day or latest_day(ws.store)
+        recipient = recipients(ws.store, ws.profiles, only=user)
+        if not recipient:
+            raise DigestError(f"'{user}' has unsubscribed: nothing to preview")
+        digest = plan(
+            ws.store, lambda: Recommender.load(settings.store.model), ws.profiles, recipient,
+            candidates(ws.store, when, settings.digest.window_days), when,
+            diversity=settings.digest.diversity, min_score=_min_score(settings), save=False,
+        )[recipient[0].audience]  # fmt: skip
+        dispatcher = Dispatcher(ws.store, settings, when, utc_now(), dry_run=True)
+        rendered = render_email(digest, recipient[0], dispatcher.email_settings(), now=utc_now())
+    finally:
+        ws.close()
+    html = Path(out) if out else Path(settings.output.dir) / "preview" / f"{user}-{when}.html"
+    text = html.with_suffix(".txt")
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(rendered.html, encoding="utf-8")
+    text.write_text(rendered.text, encoding="utf-8")
+    return [html, text]
