@@ -30,3 +30,16 @@ class ConfigError(DigestError):
 
 class ModelError(DigestError):
     """The model is missing, stale or was asked to do something it cannot."""
+
+
+class ValidationError(DigestError):
+    """One value a user gave (a handle, an event, a time, a tag) breaks the rule for it.
+
+    `key` names the field ("user", "time", ...) and `reason` says what is wrong, so a
+    caller can place the message: a file and line, a profile key or a command argument.
+    """
+
+    def __init__(self, reason: str, *, key: str | None = None):
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}" if key else reason)
