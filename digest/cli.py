@@ -18,13 +18,13 @@ from typing import Any
 import click
 
 from digest import __version__
-from digest.errors import ConfigError, DigestError
+from digest.errors import DigestError
 from digest.evaluate import evaluate, read_citeulike, read_dataset, render_markdown, write_dataset
-from digest.feedback import EVENTS, import_feedback, now_stamp, record_event, resolve_item
+from digest.feedback import add_feedback, import_feedback
 from digest.ingest import FileOutcome, ingest
 from digest.model import Recommender
 from digest.parsers import FORMATS
-from digest.profiles import load_profiles, teams_of
+from digest.profiles import DEFAULT_FOLDER, load_profiles, teams_of
 from digest.rank import rank
 from digest.store import DEFAULT_DB, ENV_DB, Store
 from digest.training import DEFAULT_MODEL, ENV_MODEL, item_docs, train
@@ -178,8 +178,9 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
 # -- profiles -----------------------------------------------------------------------------
 
 PROFILES_OPTION = click.option(
-    "--profiles", "profiles_dir", envvar="DIGEST_PROFILES", default="profiles",
-    show_default=True, help="Folder of reader TOML files (or $DIGEST_PROFILES).",
+    "--profiles", "profiles_dir", envvar="DIGEST_PROFILES", default=None,
+    show_default=DEFAULT_FOLDER,
+    help="Folder of reader TOML files (or $DIGEST_PROFILES); only the default may be absent.",
 )  # fmt: skip
 
 
@@ -193,7 +194,8 @@ def profiles_group() -> None:
 def profiles_list(profiles_dir: str) -> None:
     """One line per reader: handle, name, interests, channels."""
     found = load_profiles(profiles_dir)
-    found.require_valid()
+    for warning in found.warnings():
+        click.echo(f"warning: {warning}", err=True)
     for p in found.readers.values():
         click.echo(
             f"{p.handle:<16} {p.name:<24} {', '.join(p.interests)}  [{', '.join(p.channels)}]"
@@ -208,10 +210,7 @@ def profiles_list(profiles_dir: str) -> None:
 def profiles_show(handle: str, profiles_dir: str) -> None:
     """Every field of one reader's profile, as JSON."""
     found = load_profiles(profiles_dir)
-    found.require_valid()
-    profile = found.readers.get(handle.lower())
-    if profile is None:
-        raise ConfigError(f"no profile '{handle}' in {profiles_dir}")
+    profile = found.profile(handle)
     data = dataclasses.asdict(profile)
     data["teams"] = list(teams_of(found, profile.handle))
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
@@ -261,23 +260,21 @@ def feedback_import(ctx: click.Context, file: str) -> None:
 @feedback_group.command("add")
 @click.argument("user")
 @click.argument("item")
-@click.argument("event", type=click.Choice(EVENTS))
+@click.argument("event")
 @click.option("--tag", default="", help="The tag, for a 'tag' event.")
-@click.option("--time", "stamp", help="ISO 8601 time (default: now).")
+@click.option("--time", "stamp", default="", help="ISO 8601 time (default: now).")
 @click.pass_context
 def feedback_add(
-    ctx: click.Context, user: str, item: str, event: str, tag: str, stamp: str | None
+    ctx: click.Context, user: str, item: str, event: str, tag: str, stamp: str
 ) -> None:
-    """Record one event: USER did EVENT on ITEM (id, URL, arXiv id or title)."""
-    store = open_store(ctx)
-    item_id = resolve_item(store, item)
-    if item_id is None:
-        raise DigestError(f"unknown item {item!r}")
-    if event == "tag" and not tag:
-        raise DigestError("a 'tag' event needs --tag")
-    with store.transaction():
-        added = record_event(store, user.lower(), item_id, event, stamp or now_stamp(), tag)
-    click.echo(f"{'recorded' if added else 'already recorded'}: {user} {event} {item_id}")
+    """Record one event: USER did EVENT on ITEM (id, URL, arXiv id or title).
+
+    EVENT is click, like, dislike, tag or sent. The same checks as for an imported row
+    apply; without --time, an event USER already has on ITEM is not recorded again.
+    """
+    done = add_feedback(open_store(ctx), user, item, event, time=stamp, tag=tag)
+    state = "recorded" if done.added else "already recorded"
+    click.echo(f"{state}: {done.user} {done.event} {done.item_id}")
 
 
 # -- model and ranking ----------------------------------------------------------------------
@@ -311,7 +308,8 @@ def train_cmd(
     """
     store = open_store(ctx)
     profiles = load_profiles(profiles_dir)
-    profiles.require_valid()
+    for warning in profiles.warnings():
+        click.echo(f"warning: {warning}", err=True)
     model = train(
         store, profiles, model_path, update=update, epochs=epochs, random_state=seed,
         embeddings=embeddings,
@@ -349,13 +347,12 @@ def rank_cmd(
         raise click.UsageError("give exactly one of --user or --all")
     store = open_store(ctx)
     profiles = load_profiles(profiles_dir)
-    profiles.require_valid()
+    for warning in profiles.warnings():
+        click.echo(f"warning: {warning}", err=True)
     model = Recommender.load(model_path)
     ids = _candidate_ids(store, candidates, new_on or day)
     docs = item_docs(store.items(ids=ids))
-    readers = (
-        [user.lower()] if user else sorted(set(store.reader_handles()) | set(profiles.readers))
-    )
+    readers = profiles.audience(store.reader_handles(), only=user)
     digests = rank(
         model, readers, docs, profiles=profiles, exclude=store.seen_by_all(), top=top,
         diversity=diversity, min_score=min_score,
