@@ -19,7 +19,8 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -39,6 +40,9 @@ REQUIRED = ("user", "item", "event")
 FIELDS = (*REQUIRED, "time", "tag")
 MAX_ITEM_REF = 4096
 MAX_TAG = 100
+#: Longest CSV field accepted: the csv module's usual limit (128 KiB).
+MAX_CSV_FIELD = 131072
+_CSV_PARSE_LIMIT = 2**31 - 1
 _MAX_TIME = 40
 _DATE_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -175,6 +179,25 @@ def read_feedback(location: str) -> tuple[list[FeedbackRow], list[tuple[int, str
 
 
 def _read_csv(text: str, location: str) -> tuple[list[FeedbackRow], list[tuple[int, str]]]:
+    with _csv_field_limit(_CSV_PARSE_LIMIT):
+        return _read_csv_rows(text, location)
+
+
+@contextmanager
+def _csv_field_limit(limit: int) -> Iterator[None]:
+    """Let the csv module read over-long fields whole (we reject them ourselves).
+
+    Its own limit stops mid-field, and the rest of a long quoted field would then read
+    as rows of its own. The text is already in memory and capped at 200 MB.
+    """
+    previous = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _read_csv_rows(text: str, location: str) -> tuple[list[FeedbackRow], list[tuple[int, str]]]:
     # newline="": the csv module sees \r, \n and \r\n line ends itself, as it expects.
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -197,18 +220,14 @@ def _read_csv(text: str, location: str) -> tuple[list[FeedbackRow], list[tuple[i
             break
         except csv.Error as exc:
             end = reader.line_num
-            problems.append((start, _csv_problem(exc)))
+            problems.append((start, f"unreadable CSV row ({exc})"))
             continue
         end = reader.line_num
-        if cells:
+        if any(len(cell) > MAX_CSV_FIELD for cell in cells):
+            problems.append((start, f"a field is longer than {MAX_CSV_FIELD} characters"))
+        elif cells:
             _take(start, dict(zip(header, cells, strict=False)), rows, problems)
     return rows, problems
-
-
-def _csv_problem(exc: csv.Error) -> str:
-    if "field limit" in str(exc):
-        return f"a field is longer than {csv.field_size_limit()} characters"
-    return f"unreadable CSV row ({exc})"
 
 
 def _read_jsonl(text: str) -> tuple[list[FeedbackRow], list[tuple[int, str]]]:
