@@ -250,7 +250,7 @@ def _read_jsonl(text: str) -> tuple[list[FeedbackRow], list[tuple[int, str]]]:
         if not isinstance(data, dict):
             problems.append((number, "expected a JSON object"))
             continue
-        _take(number, data, rows, problems)
+        _take(number, {k.strip().lower(): v for k, v in data.items()}, rows, problems)
     return rows, problems
 
 

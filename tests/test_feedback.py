@@ -457,3 +457,9 @@ def test_import_garbage_keeps_good_rows(fuzz_db: str, case: tuple) -> None:
 )  # fmt: skip
 def test_import_random_bytes_never_raises(fuzz_db: str, data: bytes) -> None:
     _import(fuzz_db, data, ".csv")
+
+
+def test_jsonl_keys_are_case_insensitive_like_the_csv_header(items: Store, tmp_path: Path) -> None:
+    path = tmp_path / "keys.jsonl"
+    path.write_text(json.dumps({"User": "ada", " ITEM ": TITLES[0], "Event": "click"}) + "\n")
+    assert import_feedback(items, str(path)).imported == 1
