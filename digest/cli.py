@@ -305,8 +305,9 @@ def feedback_group() -> None:
 def feedback_import(ctx: click.Context, file: str) -> None:
     """Import CSV or JSONL rows of user,item,event[,time][,tag].
 
-    ITEM may be an item id, URL, arXiv id or exact title. Rows naming an unknown
-    item or event are reported with their line number; good rows still import.
+    ITEM may be an item id, URL, arXiv id or exact title. Bad rows (an unknown item
+    or event, an invalid user handle or time) are reported with their line number;
+    good rows still import. Importing the same file again adds nothing.
     """
     report = import_feedback(open_store(ctx, settings_for(ctx)), file)
     for line, problem in report.problems:

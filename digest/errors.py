@@ -37,3 +37,16 @@ class DeliveryError(DigestError):
     server refuses the login, cannot be trusted or cannot be reached. The message names
     the file, repository or server; the run stops, and a re-run picks up the rest.
     """
+
+
+class ValidationError(DigestError):
+    """One value a user gave (a handle, an event, a time, a tag) breaks the rule for it.
+
+    `key` names the field ("user", "time", ...) and `reason` says what is wrong, so a
+    caller can place the message: a file and line, a profile key or a command argument.
+    """
+
+    def __init__(self, reason: str, *, key: str | None = None):
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}" if key else reason)

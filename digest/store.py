@@ -872,6 +872,15 @@ class Store:
             "new_per_day": dict(per_day),
         }
 
+    def has_event(self, reader: str, item_id: str, event: str, tag: str = "") -> bool:
+        """True when this reader has this event (and tag) on this item, at any time."""
+        row = self.conn.execute(
+            "SELECT 1 FROM events WHERE reader = ? AND item_id = ? AND event = ? AND tag = ? "
+            "LIMIT 1",
+            (reader, item_id, event, tag),
+        ).fetchone()
+        return row is not None
+
 
 def _chunks(values: list, size: int = 900) -> Iterator[list]:
     """Slices small enough for SQLite's bound-parameter limit."""

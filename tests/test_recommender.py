@@ -1,4 +1,4 @@
-"""Profiles, feedback, the model and ranking, on real SQLite files and example data."""
+"""Feedback, the model and ranking, on real SQLite files and example data."""
 
 from __future__ import annotations
 
@@ -22,40 +22,6 @@ from digest.training import interactions_from_events, item_docs, train
 
 EXAMPLES = ROOT / "examples"
 PROFILES = ROOT / "profiles"
-
-
-def test_example_profiles_are_valid() -> None:
-    found = load_profiles(PROFILES)
-    assert found.problems == []
-    assert {"ada", "grace", "lin", "sam"} <= set(found.readers)
-    assert found.teams["efficiency"].members == ("ada", "grace")
-
-
-@pytest.mark.parametrize(
-    "content,expected",
-    [
-        ('name = "X"\ncolour = "red"\n', "unknown key 'colour'"),
-        ("interests = 'quantization'\n", "key 'interests' must be a list"),
-        ('email = "not-an-email"\n', "key 'email'"),
-        ("digest_size = 0\n", "key 'digest_size'"),
-        ('channels = ["pigeon"]\n', "unknown channel 'pigeon'"),
-        ("name = \n", "invalid TOML"),
-    ],
-)
-def test_profile_problems_name_file_and_key(tmp_path: Path, content: str, expected: str) -> None:
-    (tmp_path / "zed.toml").write_text(content)
-    found = load_profiles(tmp_path)
-    assert len(found.problems) == 1
-    assert expected in found.problems[0] and "zed.toml" in found.problems[0]
-
-
-def test_duplicate_handle(tmp_path: Path) -> None:
-    (tmp_path / "a.toml").write_text('handle = "same"\n')
-    (tmp_path / "b.toml").write_text('handle = "same"\n')
-    problems = load_profiles(tmp_path).problems
-    assert problems == [
-        f"{tmp_path / 'b.toml'}: duplicate handle 'same' (also in {tmp_path / 'a.toml'})"
-    ]
 
 
 @pytest.fixture
