@@ -33,3 +33,32 @@ def store(db_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+def _hostile_corpus() -> dict:
+    """tests/fixtures/render/hostile.json, with `times` entries expanded."""
+    import json
+
+    corpus = json.loads((FIXTURES / "render" / "hostile.json").read_text(encoding="utf-8"))
+    texts = []
+    for entry in corpus["texts"]:
+        value = entry["value"] * entry.get("times", 1)
+        shown = " ".join(entry.get("shown", value).split())
+        texts.append({"name": entry["name"], "value": value, "shown": shown})
+    return {"texts": texts, "urls": corpus["urls"]}
+
+
+HOSTILE = _hostile_corpus()
+
+
+@pytest.fixture(params=HOSTILE["texts"], ids=lambda entry: entry["name"])
+def hostile_text(request: pytest.FixtureRequest) -> dict:
+    """One hostile text field value (a test per entry): `value`, and `shown`, what a
+    reader should see (whitespace collapsed, control and bidi characters dropped)."""
+    return request.param
+
+
+@pytest.fixture(params=HOSTILE["urls"], ids=lambda entry: entry["name"])
+def hostile_url(request: pytest.FixtureRequest) -> dict:
+    """One hostile URL (a test per entry): `value`, and `link`, True when it may be linked."""
+    return request.param

@@ -1,0 +1,621 @@
+"""The email renderer: MIME structure, headers, the size cap, links and hostile items.
+
+Digests are built from records directly (no database); each email is parsed back the
+way a mail client would, with the standard `email` package and a strict HTML parser.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from digest.errors import ConfigError
+from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
+from digest.render.email import EmailSettings, RenderedEmail, clean, render_email, trim
+from digest.render.links import Links
+from digest.tokens import TokenSigner
+
+DAY = date(2026, 3, 11)
+NOW = datetime(2026, 3, 11, 7, 30, tzinfo=UTC)
+BASE = "https://digest.example.org"
+MAILBOX = "unsubscribe@digest.example.org"
+SIGNER = TokenSigner("x" * 32)
+TRACKED = Links(base_url=BASE, signer=SIGNER, unsubscribe_mailbox=MAILBOX)
+PLAIN = Links()
+FEED = f"{BASE}/feeds/feedtoken.atom"
+ADA = Recipient(
+    "ada", "Ada Lovelace", "ada@example.org", channels=("email",), teams=("efficiency", "nlp")
+)
+#: The only elements the email may contain: MJML's layout tables and our own markup.
+ALLOWED_TAGS = {
+    "html", "head", "title", "meta", "style", "body", "div", "table", "tbody", "tr", "td",
+    "h1", "h2", "p", "a", "span", "strong",
+}  # fmt: skip
+#: Characters no rendered part may carry: C0/C1 controls (bar newline) and bidi overrides.
+UNSEEN = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def settings(links: Links = TRACKED, **overrides: object) -> EmailSettings:
+    values: dict = {
+        "sender": "digest <digest@example.org>",
+        "list_id": "digest.example.org",
+        "links": links,
+    }
+    return EmailSettings(**(values | overrides))
+
+
+def item(n: int, **fields: object) -> StoredItem:
+    values: dict = {
+        "id": f"p{n}",
+        "title": f"Paper {n}: sparse attention for long documents",
+        "abstract": f"Abstract of paper {n}. We propose a method and evaluate it carefully.",
+        "url": f"https://arxiv.org/abs/2603.{n:05d}",
+        "authors": ("Ada Lovelace", "Charles Babbage"),
+    }
+    return StoredItem(**(values | fields))
+
+
+def digest_of(
+    items: list[StoredItem], audience: str = "ada", why: Explanation | None = None
+) -> ReaderDigest:
+    reason = why or Explanation(interest="long context", terms=("attention", "sparse"))
+    picks = tuple(Pick(it, rank, 1.0 / rank, reason) for rank, it in enumerate(items, 1))
+    return ReaderDigest(audience, DAY, picks)
+
+
+def rendered(
+    digest: ReaderDigest,
+    recipient: Recipient = ADA,
+    links: Links = TRACKED,
+    feed_url: str | None = FEED,
+    **overrides: object,
+) -> RenderedEmail:
+    return render_email(digest, recipient, settings(links, **overrides), now=NOW, feed_url=feed_url)
+
+
+def parsed(mail: RenderedEmail) -> EmailMessage:
+    return email.message_from_bytes(mail.as_bytes(), policy=email.policy.default)
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+@dataclass
+class Page:
+    """What a strict HTML parse of the email finds: elements, links, titles, text."""
+
+    tags: list[str] = field(default_factory=list)
+    attributes: list[tuple[str, str, str | None]] = field(default_factory=list)
+    titles: list[str] = field(default_factory=list)
+    text: str = ""
+
+    @property
+    def hrefs(self) -> list[str]:
+        return [value or "" for _, name, value in self.attributes if name == "href"]
+
+
+class _Collector(HTMLParser):
+    VOID = frozenset({"meta", "br", "img", "hr", "input", "link"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.page = Page()
+        self.stack: list[str] = []
+        self.title_depth: int | None = None
+        self.pieces: list[str] = []
+        self.title: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.page.tags.append(tag)
+        self.page.attributes += [(tag, name, value) for name, value in attrs]
+        if tag in self.VOID:
+            return
+        self.stack.append(tag)
+        if ("data-digest", "title") in attrs:
+            self.title_depth, self.title = len(self.stack), []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID:
+            return
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        if self.title_depth == len(self.stack):
+            self.page.titles.append(squash("".join(self.title)))
+            self.title_depth = None
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self.stack and self.stack[-1] in ("style", "title"):
+            return
+        self.pieces.append(data)
+        if self.title_depth is not None:
+            self.title.append(data)
+
+
+def page(html: str) -> Page:
+    """Parse strictly: every element must close in order, as the collector asserts."""
+    collector = _Collector()
+    collector.feed(html)
+    collector.close()
+    assert collector.stack == [], f"unclosed elements: {collector.stack}"
+    collector.page.text = squash(" ".join(collector.pieces))
+    return collector.page
+
+
+def assert_safe(html: str, allowed_mailto: str | None = None) -> Page:
+    """No markup but ours, no event handlers, and only http(s) links."""
+    assert "<mj-" not in html and "</mj-" not in html
+    found = page(html)
+    assert set(found.tags) <= ALLOWED_TAGS, set(found.tags) - ALLOWED_TAGS
+    assert not [a for a in found.attributes if a[1].startswith("on") or a[1] == "src"]
+    for href in found.hrefs:
+        scheme = urlsplit(href).scheme
+        assert scheme in ("http", "https") or href == allowed_mailto, href
+    return found
+
+
+# --- MIME structure and headers ---------------------------------------------------------
+
+
+def test_message_is_multipart_alternative_text_then_html_in_utf8() -> None:
+    mail = rendered(digest_of([item(1), item(2)]))
+    msg = parsed(mail)
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert [p.get_content_charset() for p in parts] == ["utf-8", "utf-8"]
+    assert parts[0].get_content().replace("\r\n", "\n") == mail.text
+    assert parts[1].get_content().replace("\r\n", "\n") == mail.html
+    assert "MIME-Version" not in parts[1]
+
+
+def test_headers_name_sender_recipient_date_and_list() -> None:
+    mail = rendered(digest_of([item(1), item(2)]))
+    msg = parsed(mail)
+    assert msg["From"].addresses[0].addr_spec == "digest@example.org"
+    assert msg["From"].addresses[0].display_name == "digest"
+    to = msg["To"].addresses[0]
+    assert (to.display_name, to.addr_spec) == ("Ada Lovelace", "ada@example.org")
+    assert parsedate_to_datetime(msg["Date"]) == NOW
+    assert msg["Message-ID"] == "<digest.2026-03-11.ada@digest.example.org>"
+    assert msg["List-Id"] == "<digest.example.org>"
+    assert msg["Subject"] == "digest for Wed 11 Mar 2026: 2 papers"
+
+
+def test_list_unsubscribe_has_https_and_mailto_with_one_click_post() -> None:
+    msg = parsed(rendered(digest_of([item(1)])))
+    https, mailto = re.fullmatch(r"<([^>]+)>, <([^>]+)>", msg["List-Unsubscribe"]).groups()
+    token = https.removeprefix(f"{BASE}/u/")
+    assert SIGNER.verify(token).reader == "ada"
+    assert SIGNER.verify(token).action == "unsubscribe"
+    assert mailto == f"mailto:{MAILBOX}?subject=unsubscribe%20ada"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_no_one_click_header_without_an_https_unsubscribe_url() -> None:
+    msg = parsed(rendered(digest_of([item(1)]), links=Links(unsubscribe_mailbox=MAILBOX)))
+    assert msg["List-Unsubscribe"] == f"<mailto:{MAILBOX}?subject=unsubscribe%20ada>"
+    assert "List-Unsubscribe-Post" not in msg
+
+
+def test_without_any_unsubscribe_address_the_footer_says_whom_to_ask() -> None:
+    mail = rendered(digest_of([item(1)]), links=PLAIN)
+    assert "List-Unsubscribe" not in parsed(mail)
+    assert "To stop these emails, ask whoever runs digest." in page(mail.html).text
+
+
+def test_headers_are_never_folded_even_when_long() -> None:
+    # A long handle makes every header that names it longer than 78 characters.
+    handle = "a-reader-with-a-remarkably-long-handle-" * 3
+    reader = Recipient(handle, "Ada " * 30, "ada@example.org")
+    raw = rendered(digest_of([item(1)], audience=handle), recipient=reader).as_bytes()
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert not [line for line in head if line[:1] in (b" ", b"\t")], "a folded header"
+    (unsub,) = [line for line in head if line.startswith(b"List-Unsubscribe: ")]
+    assert len(unsub) > 200 and unsub.count(b"<") == 2
+
+
+def test_lines_end_in_crlf_and_bodies_are_7bit_quoted_printable() -> None:
+    raw = rendered(digest_of([item(1, title="Schrödinger’s café 👩‍🔬")])).as_bytes()
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert [p["Content-Transfer-Encoding"] for p in msg.iter_parts()] == ["quoted-printable"] * 2
+    assert "Schrödinger’s café 👩‍🔬" in msg.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize(
+    ("count", "subject"),
+    [
+        (1, "digest for Wed 11 Mar 2026: 1 paper"),
+        (5, "digest for Wed 11 Mar 2026: 5 papers"),
+        (0, "digest for Wed 11 Mar 2026: no new papers"),
+    ],
+)
+def test_subject_counts_the_papers(count: int, subject: str) -> None:
+    mail = rendered(digest_of([item(n) for n in range(1, count + 1)]))
+    assert mail.subject == subject
+    assert parsed(mail)["Subject"] == subject
+
+
+def test_subject_uses_the_site_name_and_names_a_team() -> None:
+    team = Recipient("team:efficiency", "Efficiency", "eff@example.org")
+    mail = rendered(digest_of([item(1)], audience="team:efficiency"), team, site_name="Papers")
+    assert mail.subject == "Papers for Wed 11 Mar 2026 (team efficiency): 1 paper"
+
+
+def test_message_id_is_the_same_for_a_resent_digest() -> None:
+    first = rendered(digest_of([item(1)]))
+    again = render_email(
+        digest_of([item(1), item(2)]), ADA, settings(), now=NOW + timedelta(hours=5)
+    )
+    assert first.message_id == again.message_id == "<digest.2026-03-11.ada@digest.example.org>"
+    tomorrow = ReaderDigest("ada", DAY + timedelta(days=1), digest_of([item(1)]).picks)
+    assert rendered(tomorrow).message_id == "<digest.2026-03-12.ada@digest.example.org>"
+
+
+def test_message_ids_of_teams_and_odd_handles_are_valid_and_distinct() -> None:
+    audiences = ["efficiency", "team:efficiency", "team=efficiency", "o'brien smith", "zoë"]
+    ids = set()
+    for audience in audiences:
+        recipient = Recipient(audience, "Someone", "someone@example.org")
+        msg = parsed(rendered(digest_of([item(1)], audience=audience), recipient))
+        assert re.fullmatch(r"<[A-Za-z0-9._=-]+@digest\.example\.org>", msg["Message-ID"])
+        ids.add(msg["Message-ID"])
+    assert len(ids) == len(audiences)
+
+
+@pytest.mark.parametrize(
+    "name", ["Lovelace, Ada", 'Ada "the Countess" Lovelace', "Zoë Ångström", "李 小龙", ""]
+)
+def test_recipient_names_are_encoded_and_round_trip(name: str) -> None:
+    reader = Recipient("ada", name, "ada@example.org")
+    msg = parsed(rendered(digest_of([item(1)]), reader))
+    (to,) = msg["To"].addresses
+    assert (to.display_name, to.addr_spec) == (name, "ada@example.org")
+    assert all(ord(c) < 128 for c in msg.as_string().split("\n\n", 1)[0])
+
+
+def test_a_name_cannot_inject_a_header() -> None:
+    reader = Recipient("ada", "Ada\r\nBcc: victim@example.org", "ada@example.org")
+    msg = parsed(rendered(digest_of([item(1)]), reader))
+    assert "Bcc" not in msg
+    assert msg["To"].addresses[0].display_name == "Ada Bcc: victim@example.org"
+
+
+def test_a_recipient_without_email_renders_but_cannot_become_a_message() -> None:
+    mail = rendered(digest_of([item(1)]), Recipient("ada", ""))
+    assert "1 paper picked for ada" in page(mail.html).text
+    with pytest.raises(ValueError, match="no email address"):
+        mail.as_bytes()
+
+
+def test_a_malformed_address_is_a_value_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="'not an address' is not an email address"):
+        rendered(digest_of([item(1)]), Recipient("ada", "Ada", "not an address"))
+
+
+def test_now_must_be_timezone_aware() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        render_email(digest_of([item(1)]), ADA, settings(), now=datetime(2026, 3, 11, 7))
+
+
+# --- Content ------------------------------------------------------------------------------
+
+
+def test_each_item_shows_rank_title_authors_abstract_reason_and_links() -> None:
+    paper = item(
+        1,
+        authors=tuple(f"Author {n}" for n in range(1, 10)),
+        abstract="word " * 200,
+        code_url="https://github.com/example/sparse",
+        project_urls=("https://example.github.io/sparse", "https://github.com/example/sparse"),
+    )
+    why = Explanation(interest="long context", because_title="Ring attention", terms=("kv",))
+    mail = rendered(digest_of([paper], why=why))
+    found = assert_safe(mail.html, allowed_mailto=None)
+    assert found.titles == ["Paper 1: sparse attention for long documents"]
+    assert "#1" in found.text
+    assert "Author 1, Author 2, Author 3, Author 4, Author 5 and 4 others" in found.text
+    abstract = re.search(r"(word )+word…", found.text)
+    assert abstract and 300 <= len(abstract.group()) <= 360
+    assert "Matches your interest long context" in found.text
+    assert "Because you read Ring attention" in found.text
+    assert "Shared terms kv" in found.text
+    assert "https://github.com/example/sparse" in found.hrefs
+    assert "https://example.github.io/sparse" in found.hrefs
+    assert found.hrefs.count("https://github.com/example/sparse") == 1  # no repeat
+    for words in ("Read the paper", "Code", "example.github.io", "More like", "Less like"):
+        assert words in found.text
+
+
+def test_code_and_project_links_are_http_only_deduplicated_and_at_most_three_pages() -> None:
+    pages = ("ftp://x.org/a", *(f"https://www.page{n}.org/" for n in range(5)))
+    paper = item(1, code_url="javascript:alert(1)", project_urls=pages)
+    found = page(rendered(digest_of([paper])).html)
+    extra = [h for h in found.hrefs if "page" in h]
+    assert extra == [f"https://www.page{n}.org/" for n in range(3)]
+    assert "Code" not in found.text and "page0.org · page1.org · page2.org" in found.text
+
+
+def test_text_part_carries_the_same_items_and_links() -> None:
+    paper = item(1, code_url="https://github.com/example/sparse")
+    mail = rendered(digest_of([paper, item(2)]))
+    text = mail.text
+    assert text.startswith("digest: Wednesday 11 March 2026\n2 papers picked for Ada Lovelace\n")
+    assert "1. Paper 1: sparse attention for long documents" in text
+    assert "2. Paper 2: sparse attention for long documents" in text
+    assert "Why: matches your interest 'long context'; shared terms: attention, sparse" in (
+        squash(text)
+    )
+    assert "   Code: https://github.com/example/sparse\n" in text
+    assert re.search(rf"   Read: {BASE}/c/\S+\n", text)
+    assert re.search(rf"   More like this: {BASE}/f/\S+\n", text)
+    assert f"\nYour feed: {FEED}\n" in text
+    assert "You get this because you are subscribed to digest as ada (teams: efficiency, nlp)." in (
+        squash(text)
+    )
+    assert max(len(line) for line in text.splitlines() if "http" not in line) <= 80
+
+
+def test_explanation_without_parts_says_why_anyway() -> None:
+    mail = rendered(digest_of([item(1)], why=Explanation()))
+    assert "Readers with interests like yours read papers like this" in page(mail.html).text
+    assert "readers with similar interests read papers like this" in mail.text
+
+
+def test_footer_says_why_the_reader_gets_it_and_links_unsubscribe() -> None:
+    found = page(rendered(digest_of([item(1)])).html)
+    assert (
+        "You get this because you are subscribed to digest as ada (teams: efficiency, nlp)."
+    ) in found.text
+    unsubscribe = [h for h in found.hrefs if h.startswith(f"{BASE}/u/")]
+    assert len(unsubscribe) == 1
+    assert "Unsubscribe" in found.text and FEED in found.hrefs
+
+
+def test_footer_falls_back_to_the_mailto_unsubscribe() -> None:
+    mail = rendered(digest_of([item(1)]), links=Links(unsubscribe_mailbox=MAILBOX))
+    mailto = f"mailto:{MAILBOX}?subject=unsubscribe%20ada"
+    assert mailto in assert_safe(mail.html, allowed_mailto=mailto).hrefs
+
+
+def test_preheader_previews_the_first_titles_and_dark_mode_is_declared() -> None:
+    mail = rendered(digest_of([item(1), item(2), item(3), item(4)]))
+    preview = re.search(r'<div style="display:none;[^"]*">([^<]*)</div>', mail.html)
+    assert preview and preview.group(1).startswith("Paper 1: sparse attention")
+    assert "Paper 2" in preview.group(1) and "Paper 4" not in preview.group(1)
+    assert '<meta name="color-scheme" content="light dark"' in mail.html
+    assert "@media (prefers-color-scheme: dark)" in mail.html
+    assert "overflow-wrap:anywhere" in mail.html
+
+
+def test_team_digest_links_directly_and_names_the_members() -> None:
+    team = Recipient("team:efficiency", "Efficiency", "eff@example.org", members=("ada", "bob"))
+    picks = (Pick(item(1), 1, 0.9, Explanation(interest="kv cache"), members=("ada", "bob")),)
+    mail = rendered(ReaderDigest("team:efficiency", DAY, picks), team)
+    found = page(mail.html)
+    assert found.titles == ["Paper 1: sparse attention for long documents"]
+    assert "https://arxiv.org/abs/2603.00001" in found.hrefs
+    assert not [h for h in found.hrefs if h.startswith(BASE + "/c/") or h.startswith(BASE + "/f/")]
+    assert "for ada, bob" in found.text
+    assert "1 paper picked for the efficiency team" in found.text
+    assert "team digest for efficiency (members: ada, bob)" in found.text
+    assert parsed(mail)["List-Unsubscribe"].startswith("<mailto:")  # no https page for teams
+
+
+def test_tracked_links_carry_signed_tokens_for_this_reader_item_and_day() -> None:
+    found = page(rendered(digest_of([item(7)])).html)
+    actions = {}
+    for href in found.hrefs:
+        for kind in ("c", "f", "u"):
+            if href.startswith(f"{BASE}/{kind}/"):
+                token = SIGNER.verify(href.removeprefix(f"{BASE}/{kind}/"))
+                assert (token.reader, token.day) == ("ada", DAY)
+                actions[token.action] = token.item_id
+    assert actions == {"click": "p7", "more": "p7", "less": "p7", "unsubscribe": ""}
+
+
+def test_untracked_links_go_straight_to_the_paper_without_feedback() -> None:
+    mail = rendered(digest_of([item(7)]), links=PLAIN, feed_url=None)
+    found = assert_safe(mail.html)
+    assert set(found.hrefs) == {"https://arxiv.org/abs/2603.00007"}
+    assert "More like this" not in found.text and "More like this" not in mail.text
+
+
+def test_an_item_without_url_shows_its_title_as_text() -> None:
+    found = page(rendered(digest_of([item(1, url=None)])).html)
+    assert found.titles == ["Paper 1: sparse attention for long documents"]
+    assert not [h for h in found.hrefs if h.startswith(f"{BASE}/c/")]
+    assert "Read the paper" not in found.text
+
+
+def test_an_empty_digest_renders() -> None:
+    mail = rendered(digest_of([]))
+    assert (mail.shown, mail.hidden) == (0, 0)
+    assert "Nothing new to show today." in page(mail.html).text
+
+
+def test_a_template_folder_overrides_by_name(tmp_path: Path) -> None:
+    (tmp_path / "email.txt.j2").write_text("{{ total }} for {{ audience }}\n", encoding="utf-8")
+    mail = rendered(digest_of([item(1)]), templates=str(tmp_path))
+    assert mail.text == "1 for 1 paper picked for Ada Lovelace\n"
+    assert page(mail.html).titles  # the bundled MJML template still renders the HTML
+
+
+# --- Size cap -----------------------------------------------------------------------------
+
+
+def long_items(count: int) -> list[StoredItem]:
+    return [
+        item(
+            n,
+            title=f"Paper {n} " + "with an exceedingly long title " * 12,
+            abstract="An abstract that goes on and on. " * 100,
+            authors=tuple(f"Author Number {k}" for k in range(40)),
+            code_url=f"https://github.com/example/repo-{n}",
+            project_urls=(f"https://example.github.io/project-{n}",),
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+def test_two_hundred_long_items_are_cut_to_fit_and_the_rest_left_to_the_feed() -> None:
+    mail = rendered(digest_of(long_items(200)))
+    assert len(mail.html.encode("utf-8")) <= 100_000
+    assert mail.shown + mail.hidden == 200 and 10 < mail.shown < 200
+    found = assert_safe(mail.html, allowed_mailto=None)
+    assert len(found.titles) == mail.shown
+    assert found.titles[-1].startswith(f"Paper {mail.shown} ")  # the leading items are kept
+    assert f"{mail.hidden} more in your feed" in found.text
+    assert FEED in found.hrefs
+    assert "Unsubscribe" in found.text  # the footer survives the cut
+    assert f"{mail.hidden} more in your feed: {FEED}" in mail.text
+    assert f"\n{mail.shown}. Paper {mail.shown} " in mail.text
+    assert f"\n{mail.shown + 1}. " not in mail.text
+    assert mail.subject.endswith(": 200 papers")
+
+
+def test_the_cut_is_as_large_as_fits() -> None:
+    digest = digest_of(long_items(40))
+    mail = rendered(digest, max_html_bytes=40_000)
+    assert len(mail.html.encode("utf-8")) <= 40_000
+    one_more = rendered(
+        ReaderDigest("ada", DAY, digest.picks[: mail.shown + 1]), max_html_bytes=10**9
+    )
+    assert len(one_more.html.encode("utf-8")) > 40_000
+
+
+def test_a_cut_without_a_feed_says_the_rest_did_not_fit() -> None:
+    mail = rendered(digest_of(long_items(40)), feed_url=None, max_html_bytes=30_000)
+    assert mail.hidden > 0
+    assert f"{mail.hidden} more did not fit in this email" in page(mail.html).text
+
+
+def test_a_digest_that_fits_is_not_cut() -> None:
+    mail = rendered(digest_of([item(n) for n in range(1, 6)]))
+    assert (mail.shown, mail.hidden) == (5, 0)
+    assert "more in your feed" not in page(mail.html).text
+
+
+def test_a_cap_too_small_for_any_email_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="max_html_bytes=1000"):
+        rendered(digest_of([item(1)]), max_html_bytes=1000)
+
+
+# --- Hostile items ------------------------------------------------------------------------
+
+
+def hostile_digest(value: str) -> ReaderDigest:
+    paper = item(1, title=value, abstract=value, authors=(value, "Ada Lovelace"), tags=(value,))
+    why = Explanation(interest=value, because_title=value, terms=(value,))
+    return ReaderDigest("ada", DAY, (Pick(paper, 1, 1.0, why, members=(value,)),))
+
+
+@pytest.mark.parametrize("links", [TRACKED, PLAIN], ids=["tracked", "plain"])
+def test_hostile_text_renders_literally_and_safely(hostile_text: dict, links: Links) -> None:
+    mail = rendered(hostile_digest(hostile_text["value"]), links=links)
+    shown = hostile_text["shown"]
+    found = assert_safe(mail.html)
+    (title,) = found.titles
+    if not shown:
+        assert title == "(untitled)"
+    elif len(shown) <= 300:
+        assert title == shown
+        assert shown in found.text  # also the authors, abstract and reason
+        assert squash(shown) in squash(mail.text)
+    else:
+        assert title.startswith(shown[:200]) and title.endswith("…") and len(title) <= 300
+        assert shown[:200] in squash(mail.text)
+    for text in (mail.html, mail.text):
+        assert not UNSEEN.search(text)
+    parsed(mail)  # and it serialises: no lone surrogate reaches the encoder
+
+
+def test_hostile_text_as_recipient_and_site_name_is_escaped(hostile_text: dict) -> None:
+    value = hostile_text["value"]
+    reader = Recipient("ada", value, "ada@example.org", teams=(value,))
+    mail = rendered(digest_of([item(1)]), reader, site_name=value)
+    found = assert_safe(mail.html)
+    assert hostile_text["shown"][:200] in found.text
+    parsed(mail)
+
+
+def hostile_links_digest(url: str) -> ReaderDigest:
+    """The URL as an item's own link, as its code link, and as its project page."""
+    return digest_of([item(1, url=url), item(2, code_url=url), item(3, project_urls=(url,))])
+
+
+@pytest.mark.parametrize("links", [TRACKED, PLAIN], ids=["tracked", "plain"])
+def test_only_http_urls_become_links(hostile_url: dict, links: Links) -> None:
+    url = hostile_url["value"]
+    mail = rendered(hostile_links_digest(url), links=links, feed_url=url)
+    mailto = f"mailto:{MAILBOX}?subject=unsubscribe%20ada" if links.unsubscribe_mailbox else None
+    found = assert_safe(mail.html, allowed_mailto=mailto)
+    host = (urlsplit(url).hostname or "").removeprefix("www.")
+    if hostile_url["link"]:
+        # Code, project page and feed; untracked, also the title and "Read the paper".
+        assert found.hrefs.count(url) == (3 if links.tracked else 5)
+        for line in (f"Code: {url}\n", f"{host}: {url}\n", f"Your feed: {url}\n"):
+            assert line in mail.text
+        assert (f"Read: {url}\n" in mail.text) is not links.tracked
+    else:
+        assert url not in found.hrefs
+        assert f": {url}\n" not in mail.text
+        # Only the two items with a good URL are linked (through the service when tracked).
+        own = [h for h in found.hrefs if h.startswith("https://arxiv.org/")]
+        assert len(own) == (0 if links.tracked else 4)  # title and "Read the paper", twice
+
+
+def test_stored_urls_are_escaped_in_attributes() -> None:
+    url = 'https://example.org/x"><script>alert(1)</script>'
+    mail = rendered(hostile_links_digest(url), links=PLAIN)
+    assert '"><script>' not in mail.html
+    assert url in assert_safe(mail.html).hrefs
+
+
+# --- Helpers and purity -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "cleaned"),
+    [
+        ("  a\n\tb  ", "a b"),
+        ("x\u202ey", "xy"),
+        ("a\x00b\x1bc", "abc"),
+        ("caf\u00e9 \u200d", "café \u200d"),  # a zero-width joiner is part of real text
+        (None, ""),
+    ],
+)
+def test_clean(raw: str | None, cleaned: str) -> None:
+    assert clean(raw) == cleaned
+
+
+def test_trim_cuts_at_a_word_with_an_ellipsis() -> None:
+    assert trim("short", 10) == "short"
+    assert trim("one two three four five", 14) == "one two three…"
+    assert trim("x" * 50, 10) == "x" * 9 + "…"
+
+
+def test_the_renderer_imports_neither_numpy_nor_the_store_nor_the_model() -> None:
+    code = (
+        "import sys, digest.render.email; "
+        "bad = {'numpy', 'digest.store', 'digest.model', 'sqlite_utils', 'lightfm'}; "
+        "print(sorted(bad & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
