@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from digest.model import Interaction, Recommender
 from digest.profiles import load_profiles
 from digest.rank import mmr, rank
 from digest.store import Store
-from digest.training import interactions_from_events, item_docs, train
+from digest.training import interactions_from_events, train
 
 EXAMPLES = ROOT / "examples"
 PROFILES = ROOT / "profiles"
@@ -131,16 +133,44 @@ def test_new_items_and_new_readers_rank_topically() -> None:
 def test_rank_never_repeats_mutes_and_explains(loaded: Store, tmp_path: Path) -> None:
     profiles = load_profiles(PROFILES)
     model = train(loaded, profiles, tmp_path / "m.model", epochs=5, embeddings="off")
-    docs = item_docs(loaded.items())
-    sent = {docs[0].id}
-    result = rank(model, ["ada", "lin"], docs, profiles=profiles, exclude={"ada": sent}, top=20)
+    items = loaded.stored_items()
+    sent = {items[0].id}
+    day = date(2026, 3, 11)
+    result = rank(
+        model, ["ada", "lin"], items, profiles=profiles, exclude={"ada": sent}, top=20, day=day
+    )
     ada, lin = result
-    assert sent.isdisjoint(p.id for p in ada.items)
-    robot = [d.id for d in docs if "robot" in f"{d.title} {d.abstract}".lower().split()]
+    assert sent.isdisjoint(p.item.id for p in ada.picks)
+    robot = [i.id for i in items if ROBOTS.search(f"{i.title} {i.abstract}")]
     assert robot  # ada mutes "robot": those items are dropped, everything else is offered
-    assert {p.id for p in ada.items} == {d.id for d in docs} - sent - set(robot)
-    assert all(p.why for p in ada.items)
-    assert lin.items  # lin (no clicks on these) still gets a digest
+    assert {p.item.id for p in ada.picks} == {i.id for i in items} - sent - set(robot)
+    assert all(p.why.text() for p in ada.picks)
+    assert [p.rank for p in ada.picks] == list(range(1, len(ada.picks) + 1))
+    assert ada.day == day and ada.audience == "ada"
+    assert lin.picks  # lin (no clicks on these) still gets a digest
+
+
+ROBOTS = re.compile(r"\brobot(s|ic|ics)?\b", re.IGNORECASE)
+
+
+def test_muting_matches_as_search_does(loaded: Store, tmp_path: Path) -> None:
+    """Stemmed and case-folded: "language model" mutes "Large Language Models"."""
+    from digest.profiles import Profile, ProfileSet
+    from digest.records import StoredItem
+
+    model = train(loaded, load_profiles(PROFILES), tmp_path / "m.model", epochs=2,
+                  embeddings="off")  # fmt: skip
+    items = [
+        StoredItem("a", "Large Language Models Are Few-Shot Learners", "We scale models."),
+        StoredItem("b", "Robotic Grasping in Clutter", "Grasp planning for arms."),
+        StoredItem("c", "Graph Neural Networks for Chemistry", "Molecules as graphs."),
+        StoredItem("d", "A language for modelling proofs", "Typed modelling language."),
+    ]
+    muted = Profile("zed", muted=("language model", "robot"))
+    profiles = ProfileSet(readers={"zed": muted})
+    (zed,) = rank(model, ["zed"], items, profiles=profiles, exclude={}, top=10,
+                  day=date(2026, 3, 11))  # fmt: skip
+    assert {p.item.id for p in zed.picks} == {"c", "d"}  # "language ... modelling" is no phrase
 
 
 def test_mmr_pushes_down_near_copies() -> None:
