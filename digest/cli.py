@@ -76,9 +76,12 @@ def cli(ctx: click.Context, db: str) -> None:
     ctx.obj = {"db": db}
 
 
-def open_store(ctx: click.Context) -> Store:
-    """Open the database named by --db / $DIGEST_DB, closed when the command ends."""
-    store = Store.open(ctx.obj["db"])
+def open_store(ctx: click.Context, *, create: bool = True) -> Store:
+    """Open the database named by --db / $DIGEST_DB, closed when the command ends.
+
+    Commands that only read pass `create=False`: a missing database is an error.
+    """
+    store = Store.open(ctx.obj["db"], create=create)
     ctx.call_on_close(store.close)
     return store
 
@@ -142,7 +145,7 @@ def items_cmd(
     as_json: bool,
 ) -> None:  # fmt: skip
     """List stored items (one per distinct paper)."""
-    store = open_store(ctx)
+    store = open_store(ctx, create=False)
     rows = store.items(new_on=new_on.isoformat() if new_on else None, search=search, limit=limit)
     for row in rows:
         if as_json:
@@ -164,7 +167,7 @@ def _public_item(row: dict[str, Any]) -> dict[str, Any]:
 @click.pass_context
 def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     """Counts of items, sightings, readers and new items per day."""
-    stats = open_store(ctx).stats()
+    stats = open_store(ctx, create=False).stats()
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return

@@ -30,3 +30,11 @@ class ConfigError(DigestError):
 
 class ModelError(DigestError):
     """The model is missing, stale or was asked to do something it cannot."""
+
+
+class NoDatabase(StorageError):
+    """A command that only reads was pointed at a database file that does not exist."""
+
+
+class ForeignDatabase(StorageError):
+    """The file is an SQLite database, but not one digest created: it is left untouched."""
