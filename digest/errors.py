@@ -50,3 +50,11 @@ class ValidationError(DigestError):
         self.key = key
         self.reason = reason
         super().__init__(f"{key}: {reason}" if key else reason)
+
+
+class NoDatabase(StorageError):
+    """A command that only reads was pointed at a database file that does not exist."""
+
+
+class ForeignDatabase(StorageError):
+    """The file is an SQLite database, but not one digest created: it is left untouched."""

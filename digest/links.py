@@ -89,3 +89,35 @@ def normalize_url(url: str | None) -> str | None:
     ]
     path = parts.path.rstrip("/") or ""
     return urlunsplit(("", host, path, urlencode(sorted(query)), "")).lstrip("/")
+
+
+# Whitespace, controls, invisible format characters and the characters that would end
+# an HTML attribute or hide a scheme from a browser ("java\tscript:" is "javascript:"
+# to a browser, which drops tabs and newlines from URLs).
+_NOT_IN_LINK = re.compile(
+    r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\"<>\\`]"
+)
+_LINK_SCHEMES = ("http", "https")
+
+
+def safe_url(value: object) -> str | None:
+    """The URL if it is an absolute http(s) link that is safe to render, else None.
+
+    Every URL a parser stores as a link (`url`, `code_url`, `project_urls`) passes
+    through here, so renderers may use stored links as hrefs without checking again:
+    `javascript:`, `data:`, `file:`, protocol-relative `//host` and obfuscated forms
+    never get in. Surrounding spaces are trimmed; anything else is kept out, not repaired.
+    """
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    if not url or _NOT_IN_LINK.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in _LINK_SCHEMES or not parts.hostname:
+        return None
+    return url

@@ -27,6 +27,9 @@ class ItemRecord:
     code_url: str | None = None
     project_urls: tuple[str, ...] = ()
     line: int | None = None
+    #: The day a dump showed the entry under (a dump may hold several days); None
+    #: for feeds and JSON, whose entries take the day of the ingest (`--date`).
+    day: date | None = None
 
 
 @dataclass
@@ -34,7 +37,9 @@ class ParseResult:
     """What a parser read from one file: its items and anything worth warning about.
 
     A tolerant parser keeps what it could read and explains the rest in `warnings`
-    (for feeds, feedparser's bozo reason), leaving the caller to decide.
+    (for feeds, feedparser's bozo reason), leaving the caller to decide. `day` is the
+    first day of a dump; each record carries its own `day`, since two days pasted
+    into one file make one dump with two date lines.
     """
 
     path: str

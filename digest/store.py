@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,11 +22,10 @@ from typing import Any
 import sqlite_utils
 
 from digest.dedup import Candidate
-from digest.errors import StorageError
+from digest.errors import ForeignDatabase, NoDatabase, StorageError
 from digest.records import Explanation, Pick, ReaderDigest, StoredItem
 
 DEFAULT_DB = "digest.db"
-ENV_DB = "DIGEST_DB"
 
 
 def now_iso() -> str:
@@ -331,6 +331,66 @@ def fts_query(text: str) -> str:
     return " ".join(f'"{w}"' for w in words) or '""'
 
 
+#: How long a connection waits for another process's write lock before giving up.
+_BUSY_SECONDS = 30
+
+
+def _check_location(location: str, *, create: bool) -> None:
+    """Refuse paths that cannot be (or, for readers, are not yet) a database file."""
+    target = Path(location)
+    if not target.parent.exists():
+        raise StorageError(f"{location}: directory does not exist")
+    if target.is_dir():
+        raise StorageError(f"{location}: is a directory, not a database file")
+    if not create and (not target.exists() or target.stat().st_size == 0):
+        raise NoDatabase(f"no database at {location}; run 'digest ingest' first (or check --db)")
+
+
+def _refuse_foreign(conn: sqlite3.Connection, location: str) -> None:
+    """Raise when the file holds tables but no `_migrations`: someone else's database.
+
+    An empty file (or one with no tables yet) is a new digest database.
+    """
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name"
+        )
+    ]
+    if names and "_migrations" not in names:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise ForeignDatabase(
+            f"{location}: an SQLite database digest did not create (tables: {shown}); "
+            "left unchanged, choose another --db"
+        )
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, retrying while another process holds the lock.
+
+    Changing the journal mode needs an exclusive lock and SQLite does not wait for it
+    through the busy timeout, so two processes opening a new file at once would see
+    "database is locked" here.
+    """
+    deadline = time.monotonic() + _BUSY_SECONDS
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = wal").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+            continue
+        if mode == "wal":
+            return
+        raise StorageError(f"cannot switch the database to WAL mode (journal mode is {mode})")
+
+
+def _close(conn: sqlite3.Connection | None) -> None:
+    if conn is not None:
+        conn.close()
+
+
 class Store:
     """The digest database. Use `Store.open(path)`; close it when done."""
 
@@ -340,19 +400,26 @@ class Store:
         self.conn: sqlite3.Connection = db.conn
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None) -> Store:
-        """Open (creating if needed) and migrate the database at `path`."""
-        location = str(path or os.environ.get(ENV_DB) or DEFAULT_DB)
-        if location != ":memory:" and not Path(location).parent.exists():
-            raise StorageError(f"{location}: directory does not exist")
+    def open(cls, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
+        """Open and migrate the database at `path`, creating it only when `create` is true.
+
+        Commands that only read pass `create=False`, so a mistyped `--db` is an error
+        rather than a new, empty database. An SQLite file that digest did not create
+        (tables but no `_migrations`) is refused before anything is written to it.
+        """
+        location = str(path or DEFAULT_DB)
+        if location != ":memory:":
+            _check_location(location, create=create)
+        conn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(location, isolation_level=None, timeout=30)
+            conn = sqlite3.connect(location, isolation_level=None, timeout=_BUSY_SECONDS)
+            _refuse_foreign(conn, location)
             # Items carry kilobyte abstracts: 16 KiB pages mean fewer b-tree splits and
             # cheaper full-text segments. Takes effect only when the file is created.
             conn.execute("PRAGMA page_size = 16384")
             db = sqlite_utils.Database(conn)
             if location != ":memory:":
-                db.enable_wal()
+                _enable_wal(conn)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
             # The dedup-key index is probed at random; a 64 MB page cache keeps it hot.
@@ -360,7 +427,11 @@ class Store:
             store = cls(db, location)
             store.migrate()
         except sqlite3.DatabaseError as exc:
+            _close(conn)
             raise StorageError(f"{location}: not a usable digest database ({exc})") from None
+        except BaseException:
+            _close(conn)
+            raise
         return store
 
     def close(self) -> None:
@@ -376,22 +447,42 @@ class Store:
     # -- schema -------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:
-        """Apply every migration not yet recorded; return the names applied."""
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
-        )
-        done = {row[0] for row in self.conn.execute("SELECT name FROM _migrations")}
-        applied = []
+        """Apply every migration not yet recorded; return the names applied.
+
+        Safe when several processes open a new database at once: each migration runs
+        under the write lock (BEGIN IMMEDIATE) and the list of applied migrations is
+        read again under that lock, so a migration another process has just applied
+        is skipped instead of run twice.
+        """
+        applied: list[str] = []
+        if not self._pending_migrations():
+            return applied  # the common case: no write lock taken
         for migration in MIGRATIONS:
-            if migration.__name__ in done:
-                continue
             with self.transaction():
+                self.conn.execute(
+                    "CREATE TABLE IF NOT EXISTS _migrations "
+                    "(name TEXT PRIMARY KEY, applied_at TEXT)"
+                )
+                if migration.__name__ in self._done_migrations():
+                    continue
                 migration(self.db)
                 self.conn.execute(
                     "INSERT INTO _migrations VALUES (?, ?)", (migration.__name__, now_iso())
                 )
             applied.append(migration.__name__)
         return applied
+
+    def _done_migrations(self) -> set[str]:
+        exists = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
+        ).fetchone()
+        if not exists:
+            return set()
+        return {row[0] for row in self.conn.execute("SELECT name FROM _migrations")}
+
+    def _pending_migrations(self) -> list[str]:
+        done = self._done_migrations()
+        return [m.__name__ for m in MIGRATIONS if m.__name__ not in done]
 
     def applied_migrations(self) -> list[str]:
         """Names of the migrations recorded in this database, in order applied."""
@@ -530,6 +621,16 @@ class Store:
                 f"AND ({column} IS NULL OR {column} = '')",
                 (value, item_id),
             )
+
+    def move_first_seen_back(self, sightings: Iterable[tuple[str, str]]) -> None:
+        """Set each item's first_seen to a (day, item id) sighting when that day is earlier.
+
+        Files may arrive in any order: an older dump ingested after a newer one still
+        makes its papers new on their own, earlier day.
+        """
+        self.conn.executemany(
+            "UPDATE items SET first_seen = ?1 WHERE id = ?2 AND first_seen > ?1", sightings
+        )
 
     def insert_records(self, records: list[dict[str, Any]]) -> None:
         """Store sightings; one this source already showed is ignored."""

@@ -19,8 +19,6 @@ from digest.store import Store
 IGNORED_WEIGHT = -0.25
 #: Items encoded (and stored) per batch: progress is kept if a long first train stops.
 _EMBED_BATCH = 256
-DEFAULT_MODEL = "digest.model"
-ENV_MODEL = "DIGEST_MODEL"
 
 
 def interactions_from_events(

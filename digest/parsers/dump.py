@@ -7,6 +7,9 @@ Mar 11                                      <- the day (no year)
 A Paper Title                               <- title paragraph
                                             <- blank line(s)
 The abstract, one paragraph ...             <- abstract paragraph (may be absent)
+
+Mar 12                                      <- two days pasted into one file: a second
+                                               date line starts the second day
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from digest.errors import ParseError
-from digest.links import find_arxiv_id, find_doi, split_links
-from digest.records import ItemRecord, ParseResult
+from digest.parsers.common import make_record
+from digest.records import ParseResult
 from digest.text import clean_text
 
 HEADER_LINES = frozenset(
@@ -110,8 +113,13 @@ def resolve_day(month: int, day: int, year: int | None, *, given: date | None, t
     raise ValueError(f"{month:02d}-{day:02d} is not a valid day")
 
 
+def is_header_line(line: str) -> bool:
+    """A line of the page's chrome ("new", "Subscribe", ...), never part of an item."""
+    return clean_text(line).lower() in HEADER_LINES
+
+
 def find_day_line(paras: list[Paragraph]) -> tuple[int, int] | None:
-    """(paragraph, line) of the date line, if only header lines stand before it.
+    """(paragraph, line) of the first date line, if only header lines stand before it.
 
     Header and date lines are matched line by line, so a header with no blank line
     before the date still counts.
@@ -120,16 +128,52 @@ def find_day_line(paras: list[Paragraph]) -> tuple[int, int] | None:
         for offset, line in enumerate(para.lines or (para.text,)):
             if parse_day_line(line):
                 return index, offset
-            if clean_text(line).lower() not in HEADER_LINES:
+            if not is_header_line(line):
                 return None
     return None
 
 
-def _body_after(paras: list[Paragraph], index: int, offset: int) -> list[Paragraph]:
-    """Paragraphs after the date line; lines sharing its paragraph become one more."""
-    rest = paras[index].lines[offset + 1 :]
-    head = [_paragraph(list(rest), paras[index].line + offset + 1)] if rest else []
-    return head + paras[index + 1 :]
+@dataclass
+class _Section:
+    """The paragraphs under one date line."""
+
+    date_line: str
+    line: int
+    body: list[Paragraph]
+
+
+def _sections(paras: list[Paragraph], path: str) -> list[_Section]:
+    """Cut the dump at every date line; header lines are dropped wherever they stand.
+
+    A date line splits the paragraph it stands in, so a date with no blank line
+    before the next title still starts the day.
+    """
+    sections: list[_Section] = []
+    for para in paras:
+        kept: list[str] = []
+        start = para.line
+        for offset, line in enumerate(para.lines or (para.text,)):
+            number = para.line + offset
+            if is_header_line(line):
+                continue
+            if parse_day_line(line):
+                _close_paragraph(sections, kept, start, path)
+                sections.append(_Section(line, number, []))
+                kept = []
+                continue
+            if not kept:
+                start = number
+            kept.append(line)
+        _close_paragraph(sections, kept, start, path)
+    return sections
+
+
+def _close_paragraph(sections: list[_Section], lines: list[str], start: int, path: str) -> None:
+    if not lines:
+        return
+    if not sections:
+        raise ParseError("no date line (such as 'Mar 11') before the first title", path=path)
+    sections[-1].body.append(_paragraph(lines, start))
 
 
 def looks_like_abstract(text: str) -> bool:
@@ -143,27 +187,28 @@ def looks_like_abstract(text: str) -> bool:
 def parse_dump(
     text: str, *, path: str = "<dump>", given: date | None = None, today: date
 ) -> ParseResult:
-    """Parse one digest dump into item records.
+    """Parse one digest dump into item records, each carrying the day it is listed under.
 
-    Raises ParseError when there is no date line; a lone abstract with no title is
+    Every date line starts a new day (two pasted days are two days); header lines
+    are never items. Raises ParseError when no date line comes before the first
+    title or a date line names no real day; a lone abstract with no title is
     skipped with a warning instead of failing the whole file.
     """
-    paras = paragraphs(text)
-    found = find_day_line(paras)
-    if found is None:
+    result = ParseResult(path=path, format="dump", source_name="daily-dump")
+    for section in _sections(paragraphs(text), path):
+        month, day, year = parse_day_line(section.date_line)  # type: ignore[misc]
+        try:
+            the_day = resolve_day(month, day, year, given=given, today=today)
+        except ValueError as exc:
+            raise ParseError(str(exc), path=path, line=section.line) from None
+        result.day = result.day or the_day
+        _pair_titles(section.body, result, the_day)
+    if result.day is None:
         raise ParseError("no date line (such as 'Mar 11') before the first title", path=path)
-    index, offset = found
-    month, day, year = parse_day_line(paras[index].lines[offset])  # type: ignore[misc]
-    try:
-        the_day = resolve_day(month, day, year, given=given, today=today)
-    except ValueError as exc:
-        raise ParseError(str(exc), path=path, line=paras[index].line + offset) from None
-    result = ParseResult(path=path, format="dump", day=the_day, source_name="daily-dump")
-    _pair_titles(_body_after(paras, index, offset), result)
     return result
 
 
-def _pair_titles(body: list[Paragraph], result: ParseResult) -> None:
+def _pair_titles(body: list[Paragraph], result: ParseResult, day: date) -> None:
     index = 0
     while index < len(body):
         title = body[index]
@@ -177,22 +222,4 @@ def _pair_titles(body: list[Paragraph], result: ParseResult) -> None:
             abstract = following.text
             index += 1
         index += 1
-        result.items.append(make_record(title.text, abstract, line=title.line))
-
-
-def make_record(title: str, abstract: str, *, line: int | None = None, **extra) -> ItemRecord:
-    """Build a record from title and abstract, pulling ids and links from the text."""
-    code_url, project_urls = split_links(abstract)
-    url = extra.pop("url", None)
-    haystack = f"{url or ''} {abstract}"
-    return ItemRecord(
-        title=title,
-        abstract=abstract,
-        url=url,
-        arxiv_id=extra.pop("arxiv_id", None) or find_arxiv_id(haystack),
-        doi=extra.pop("doi", None) or find_doi(url or ""),
-        code_url=code_url,
-        project_urls=project_urls,
-        line=line,
-        **extra,
-    )
+        result.items.append(make_record(title.text, abstract, line=title.line, day=day))

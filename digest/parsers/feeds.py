@@ -10,7 +10,7 @@ import feedparser
 
 from digest.errors import ParseError
 from digest.links import find_arxiv_id
-from digest.parsers.dump import make_record
+from digest.parsers.common import make_record, unsafe_link_warning
 from digest.records import ItemRecord, ParseResult
 from digest.text import clean_text
 
@@ -52,8 +52,11 @@ def parse_feed(data: bytes, *, path: str = "<feed>") -> ParseResult:
         record = _entry_record(entry)
         if record is None:
             result.warnings.append(f"entry {number}: no title, skipped")
-        else:
-            result.items.append(record)
+            continue
+        result.items.append(record)
+        warning = unsafe_link_warning(f"entry {number}", "link", _link(entry))
+        if warning:
+            result.warnings.append(warning)
     return result
 
 
@@ -63,18 +66,22 @@ def _entry_record(entry) -> ItemRecord | None:
         return None
     summary = html_to_text(entry.get("summary", ""))
     summary = _ARXIV_PREFIX.sub("", summary)
-    external_id = entry.get("id") or None
-    link = entry.get("link") or (external_id if str(external_id).startswith("http") else None)
     return make_record(
         title,
         summary,
-        url=link,
+        url=_link(entry),
         arxiv_id=_arxiv_from_entry(entry),
         authors=_authors(entry),
         tags=tuple(t.get("term", "") for t in entry.get("tags", []) if t.get("term")),
         published=_published(entry),
-        external_id=external_id,
+        external_id=entry.get("id") or None,
     )
+
+
+def _link(entry) -> str | None:
+    """The entry's link, else its id when that is a URL (Atom ids often are)."""
+    external_id = entry.get("id") or None
+    return entry.get("link") or (external_id if str(external_id).startswith("http") else None)
 
 
 def _arxiv_from_entry(entry) -> str | None:
