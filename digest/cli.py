@@ -28,7 +28,7 @@ from digest.feedback import add_feedback, import_feedback
 from digest.ingest import FileOutcome, ingest
 from digest.model import Recommender
 from digest.parsers import FORMATS
-from digest.profiles import load_profiles, teams_of
+from digest.profiles import ProfileSet, load_profiles, teams_of
 from digest.settings import Settings, example_config, load_settings
 from digest.store import Store
 from digest.training import sync_readers, train
@@ -114,11 +114,14 @@ def open_store(ctx: click.Context, settings: Settings, *, create: bool = True) -
     return store
 
 
-def _profiles(settings: Settings):
-    """The profiles: a folder named by flag, env or file must exist; the default may not."""
+def _profiles(settings: Settings, *, warn: bool = True) -> ProfileSet:
+    """The profiles: a folder named by flag, env or file must exist; the default may not.
+
+    Invalid files are skipped; with `warn`, each is named on stderr.
+    """
     explicit = "readers.profiles" in settings.explicit
     found = load_profiles(settings.readers.profiles if explicit else None)
-    for warning in found.warnings():
+    for warning in found.warnings() if warn else ():
         click.echo(f"warning: {warning}", err=True)
     return found
 
@@ -258,7 +261,7 @@ def profiles_list(ctx: click.Context, profiles_dir: str | None) -> None:
 def profiles_show(ctx: click.Context, handle: str, profiles_dir: str | None) -> None:
     """Every field of one reader's profile, as JSON, and whether they are subscribed."""
     settings = settings_for(ctx, **{"readers.profiles": profiles_dir})
-    found = _profiles(settings)
+    found = _profiles(settings, warn=False)
     profile = found.profile(handle)
     data = dataclasses.asdict(profile)
     data["teams"] = list(teams_of(found, profile.handle))
@@ -280,9 +283,7 @@ def _subscribed(settings: Settings, handle: str) -> bool:
 @click.pass_context
 def profiles_check(ctx: click.Context, profiles_dir: str | None) -> None:
     """Validate every profile; print one line per problem (file and key)."""
-    settings = settings_for(ctx, **{"readers.profiles": profiles_dir})
-    explicit = "readers.profiles" in settings.explicit
-    found = load_profiles(settings.readers.profiles if explicit else None)
+    found = _profiles(settings_for(ctx, **{"readers.profiles": profiles_dir}), warn=False)
     for problem in found.problems:
         click.echo(f"error: {problem}", err=True)
     if found.problems:

@@ -196,15 +196,17 @@ def test_cli_add_validates_time_and_event(items: Store, runner: CliRunner) -> No
     assert again.exit_code == 0 and again.stdout.startswith("already recorded: ada like ")
 
 
-def test_record_event_checks_its_arguments_but_stores_sent_as_before(items: Store) -> None:
+def test_record_event_checks_its_arguments_and_sends_sent_to_the_ledger(items: Store) -> None:
     item = _item_id(items, TITLES[0])
     for args in [("Ada", "click", "2026-03-11"), ("ada", "clik", "2026-03-11"),
                  ("ada", "click", "yesterday")]:  # fmt: skip
         with pytest.raises(ValidationError):
             record_event(items, args[0], item, args[1], args[2])
     assert record_event(items, "ada", item, "sent", "2026-03-11T07:00:00Z", origin="email")
-    assert items.events("ada") == [("ada", item, "sent", "", "2026-03-11T07:00:00Z")]
-    assert items.seen_by("ada") == {item}
+    assert not record_event(items, "ada", item, "sent", "2026-03-12T07:00:00Z")  # once
+    assert items.events("ada") == []  # the ledger, not the events, holds what was sent
+    assert items.sends() == [("ada", item, "2026-03-11")]
+    assert items.seen_by_all() == {"ada": {item}}
 
 
 # -- 3. importing the same feedback twice adds nothing ----------------------------------------
@@ -420,8 +422,12 @@ def _stored(db: str, rows: list[tuple[str, str, str, str]]) -> None:
     with Store.open(db) as store:
         ids = {row["title"]: row["id"] for row in store.items()}
         events = set(store.events())
+        sends = {(reader, item) for reader, item, _day in store.sends()}
     for user, title, event, stamp in rows:
-        assert (user, ids[title], event, "", stamp) in events
+        if event == "sent":  # the ledger keeps one row per reader and item: the first send
+            assert (user, ids[title]) in sends
+        else:
+            assert (user, ids[title], event, "", stamp) in events
 
 
 _FUZZ = settings(
