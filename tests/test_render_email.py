@@ -412,7 +412,7 @@ def test_team_digest_links_directly_and_names_the_members() -> None:
     assert not [h for h in found.hrefs if h.startswith(BASE + "/c/") or h.startswith(BASE + "/f/")]
     assert "for ada, bob" in found.text
     assert "1 paper picked for the efficiency team" in found.text
-    assert "team digest for efficiency (members: ada, bob)" in found.text
+    assert "receives the efficiency team's digest (members: ada, bob)." in found.text
     assert parsed(mail)["List-Unsubscribe"].startswith("<mailto:")  # no https page for teams
 
 
