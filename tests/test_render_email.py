@@ -23,7 +23,7 @@ import pytest
 
 from digest.errors import ConfigError
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
-from digest.render.email import EmailSettings, RenderedEmail, clean, render_email, trim
+from digest.render.email import EmailSettings, RenderedEmail, _fit, clean, render_email, trim
 from digest.render.links import Links
 from digest.tokens import TokenSigner
 
@@ -412,7 +412,7 @@ def test_team_digest_links_directly_and_names_the_members() -> None:
     assert not [h for h in found.hrefs if h.startswith(BASE + "/c/") or h.startswith(BASE + "/f/")]
     assert "for ada, bob" in found.text
     assert "1 paper picked for the efficiency team" in found.text
-    assert "team digest for efficiency (members: ada, bob)" in found.text
+    assert "receives the efficiency team's digest (members: ada, bob)." in found.text
     assert parsed(mail)["List-Unsubscribe"].startswith("<mailto:")  # no https page for teams
 
 
@@ -488,14 +488,28 @@ def test_two_hundred_long_items_are_cut_to_fit_and_the_rest_left_to_the_feed() -
     assert mail.subject.endswith(": 200 papers")
 
 
-def test_the_cut_is_as_large_as_fits() -> None:
+def test_the_cut_keeps_the_most_items_that_fit_in_few_renders() -> None:
+    sizes = [1_000 + 300 * n + (n % 7) for n in range(201)]
+    calls: list[int] = []
+
+    def html_for(n: int) -> str:
+        calls.append(n)
+        return "x" * sizes[n]
+
+    shown, html = _fit(200, html_for, 30_000)
+    assert len(calls) <= 2 + 8  # all, none, then a binary search over 200
+    assert shown == max(n for n, size in enumerate(sizes) if size <= 30_000)
+    assert html == "x" * sizes[shown]
+
+
+def test_a_larger_cap_shows_more_items() -> None:
     digest = digest_of(long_items(40))
-    mail = rendered(digest, max_html_bytes=40_000)
-    assert len(mail.html.encode("utf-8")) <= 40_000
-    one_more = rendered(
-        ReaderDigest("ada", DAY, digest.picks[: mail.shown + 1]), max_html_bytes=10**9
-    )
-    assert len(one_more.html.encode("utf-8")) > 40_000
+    shown = []
+    for cap in (30_000, 45_000, 60_000):
+        mail = rendered(digest, max_html_bytes=cap)
+        assert len(mail.html.encode("utf-8")) <= cap
+        shown.append(mail.shown)
+    assert 0 < shown[0] < shown[1] < shown[2] < 40
 
 
 def test_a_cut_without_a_feed_says_the_rest_did_not_fit() -> None:

@@ -181,8 +181,8 @@ def email_subject(digest: ReaderDigest, site_name: str = "digest") -> str:
 def make_message_id(digest: ReaderDigest, domain: str) -> str:
     """`<digest.2026-03-11.ada@digest.example.org>`: the same for a re-sent digest.
 
-    A handle that is not a plain dot-atom is replaced by a hash of itself, and teams
-    get a `team=` prefix (`=` never appears otherwise), so two audiences never share one.
+    A handle that is not a plain dot-atom is replaced by a 64-bit hash of itself, and
+    teams get a `team=` prefix (`=` appears nowhere else), so audiences do not share one.
     """
     name = digest.name if _SAFE_ID.fullmatch(digest.name) else _hash_id(digest.name)
     who = f"team={name}" if digest.is_team else name
@@ -310,7 +310,8 @@ def _reason(recipient: Recipient, site_name: str) -> str:
     if recipient.is_team:
         members = ", ".join(clean(m) for m in recipient.members)
         extra = f" (members: {members})" if members else ""
-        return f"You get this as the {site} team digest for {clean(recipient.handle)}{extra}."
+        team = clean(recipient.handle)
+        return f"You get this because this address receives the {team} team's {site}{extra}."
     teams = ", ".join(clean(t) for t in recipient.teams)
     extra = f" (teams: {teams})" if teams else ""
     return f"You get this because you are subscribed to {site} as {clean(recipient.handle)}{extra}."
