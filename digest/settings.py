@@ -60,6 +60,9 @@ class SourcesSettings:
         (), "What `digest run` ingests first: dump folders, feed files or URLs, JSON lists.",
         path=True,
     )  # fmt: skip
+    feedback: tuple = _opt(
+        (), "Feedback files (CSV or JSONL) `digest run` imports before training.", path=True
+    )
 
 
 @dataclass(frozen=True)

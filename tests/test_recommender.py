@@ -196,7 +196,8 @@ def test_cli_train_and_rank_jsonl(tmp_path: Path) -> None:
     assert {line["user"] for line in lines} == {"ada", "grace", "lin", "sam"}
     for line in lines:
         assert 0 < len(line["items"]) <= 2
-        assert all({"id", "score", "why"} == set(i) for i in line["items"])
+        assert all({"id", "rank", "score", "why"} == set(i) for i in line["items"])
+        assert [i["rank"] for i in line["items"]] == list(range(1, len(line["items"]) + 1))
     ids = tmp_path / "ids.txt"
     ids.write_text(lines[0]["items"][0]["id"] + "\n")
     one = runner.invoke(cli, ["rank", "--user", "ada", "--candidates", str(ids)], env=env)
