@@ -13,6 +13,8 @@ _TEX_MARKS = re.compile(r"[$^{}]|_(?=\w)")
 _HAS_MARKUP = re.compile(r"[\\$^{}_]")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _NON_WORD = re.compile(r"[^\w]+|_")
+# arXiv re-posts append a revision marker ("Title [v2]"): it names a version, not a paper.
+_REPOST_MARK = re.compile(r"\s*\[v\d+\]\s*$", re.IGNORECASE)
 # Control and invisible format characters (C0/C1 controls, zero-width and bidi marks).
 _CONTROL = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]"
@@ -30,9 +32,14 @@ def clean_text(text: str) -> str:
 def normalize(text: str) -> str:
     """A comparison form: NFKC, case-folded, accents, TeX markup and punctuation removed.
 
-    `$O(n^2)$`, `O(n²)` and `O(n^2)` compare equal; `H_2O` equals `H2O`.
+    `$O(n^2)$`, `O(n²)` and `O(n^2)` compare equal; `H_2O` equals `H2O`. A trailing
+    arXiv re-post marker is dropped (`Title [v2]` equals `Title`), here rather than in
+    dedup alone, because the store rebuilds dedup candidates from raw titles with this
+    function and both sides must agree.
     """
     text = text or ""
+    if text.rstrip().endswith("]"):
+        text = _REPOST_MARK.sub("", text)
     ascii_only = text.isascii()
     if ascii_only and not _HAS_MARKUP.search(text):
         # The common case, about 3x faster: plain ASCII words.
