@@ -11,7 +11,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -255,6 +255,8 @@ class Batch:
         self.items: dict[str, tuple[NewItem, Candidate]] = {}
         self.records: list[dict] = []
         self.enrichments: list[tuple[str, dict[str, str | None]]] = []
+        #: Candidates as merged records of this batch left them (see `_enrich_candidate`).
+        self.enriched: dict[str, Candidate] = {}
 
     def lookup(self, keys: Iterable[str]) -> dict[str, str]:
         """Known keys -> item ids, pending ones included."""
@@ -268,9 +270,10 @@ class Batch:
     def candidates(self, ids: Iterable[str]) -> list[Candidate]:
         """Dedup candidates, pending ones included."""
         ids = list(ids)
-        pending = [self.items[i][1] for i in ids if i in self.items]
-        stored = [i for i in ids if i not in self.items]
-        return pending + (self.store.candidates(stored) if stored else [])
+        local = [self.enriched.get(i) or self.items[i][1] for i in ids if i in self.items]
+        local += [self.enriched[i] for i in ids if i in self.enriched and i not in self.items]
+        stored = [i for i in ids if i not in self.items and i not in self.enriched]
+        return local + (self.store.candidates(stored) if stored else [])
 
     def add(
         self, record: ItemRecord, fp: Fingerprint | None = None, rec_hash: str | None = None
@@ -293,6 +296,7 @@ class Batch:
         else:
             item_id, reason, score = match.item_id, match.reason, match.score
             self.enrichments.append((item_id, _enrichment(record)))
+            self._enrich_candidate(item_id, fp)
         for key in (*fp.exact, *fp.blocking):
             self.keys.setdefault(key, item_id)
         self.records.append(
@@ -304,6 +308,21 @@ class Batch:
             )
         )  # fmt: skip
         return item_id, match is None
+
+    def _enrich_candidate(self, item_id: str, fp: Fingerprint) -> None:
+        """What a merged record adds (an abstract, ids) counts for later records of this file.
+
+        The store is enriched only at flush; until then a title-only item that just
+        gained an abstract must compare with that abstract, or a third "Editorial"
+        with another abstract would join it.
+        """
+        (current,) = self.candidates([item_id])
+        self.enriched[item_id] = replace(
+            current,
+            abstract=current.abstract or fp.abstract,
+            arxiv_id=current.arxiv_id or fp.arxiv_id,
+            doi=current.doi or fp.doi,
+        )
 
     def _new_id(self, fp: Fingerprint, known: dict[str, str]) -> str:
         item_id = item_id_for(fp)
@@ -330,6 +349,7 @@ class Batch:
         self.keys.clear()
         self.records.clear()
         self.enrichments.clear()
+        self.enriched.clear()
         return written
 
 

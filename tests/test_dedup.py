@@ -304,13 +304,9 @@ def test_second_paper_with_a_generic_title_is_found_again() -> None:
     assert [new for _, new in again] == [False, False]
 
 
-@pytest.mark.xfail(strict=True, reason="Batch keeps a pending item's empty abstract after a merge")
 def test_title_only_item_does_not_join_two_papers_within_one_file() -> None:
-    """Known gap in ingest.Batch, not in dedup (three files give three items, two papers).
-
-    A title-only "Editorial" merges with the first "Editorial" that has an abstract (one
-    paper); the store fills in that abstract, but the pending Candidate in the same Batch
-    keeps "", so a third "Editorial" with another abstract merges too.
+    """Three "Editorial"s in one file: the title-only one and the first with an abstract
+    are one paper; the abstract it gained keeps the third (another abstract) apart.
     """
     store = Store.open(":memory:")
     source = store.source_id("test", "json", None)
@@ -491,3 +487,25 @@ def test_reingesting_a_record_always_finds_its_item(batch: list[ItemRecord]) -> 
     store.close()
     assert [item for item, _ in again] == first
     assert not any(new for _, new in again)
+
+
+def test_stored_title_only_item_gains_its_abstract_within_the_next_file() -> None:
+    """The title-only "Editorial" is stored; the next file holds two different Editorials.
+
+    The first merges into it (giving it an abstract); the second must then compare
+    with that abstract, before the store itself is enriched at flush.
+    """
+    store = Store.open(":memory:")
+    source = store.source_id("test", "json", None)
+    ids = []
+    for batch_records in ([ItemRecord("Editorial")],
+                          [ItemRecord("Editorial", _EDITORIAL_A),
+                           ItemRecord("Editorial", _EDITORIAL_B)]):  # fmt: skip
+        with store.transaction():
+            index = KeyIndex(store)
+            index.refresh()
+            batch = Batch(store, index, source, None, "2026-01-01")
+            ids += [batch.add(r)[0] for r in batch_records]
+            batch.flush()
+    store.close()
+    assert ids[0] == ids[1] != ids[2]
