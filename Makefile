@@ -3,8 +3,6 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DIGEST := $(VENV)/bin/digest
-RUN_DB ?= build/example.db
-RUN_ENV = DIGEST_DB=$(RUN_DB) DIGEST_MODEL=build/example.model DIGEST_PROFILES=profiles
 # torch is pinned to the CPU build that this machine kind keeps on disk; an
 # unpinned torch would pull a multi-GB CUDA build from the registry.
 TORCH  ?= torch==2.13.0
@@ -25,14 +23,14 @@ install-base:
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
 
+# The main job on the bundled examples (examples/digest.toml): ingest, feedback, model,
+# rank, then emails in out/outbox, feeds in out/feeds and wiki posts in out/wiki (a git
+# repository, so the run commits its posts). A second `make run` delivers nothing new.
 run: install
-	mkdir -p build
-	rm -f $(RUN_DB) $(RUN_DB)-wal $(RUN_DB)-shm
-	$(RUN_ENV) $(DIGEST) ingest examples/dumps examples/feeds examples/items
-	$(RUN_ENV) $(DIGEST) stats
-	$(RUN_ENV) $(DIGEST) feedback import examples/feedback.csv
-	$(RUN_ENV) $(DIGEST) train
-	$(RUN_ENV) $(DIGEST) rank --all --new-on 2026-03-11
+	mkdir -p build out/wiki
+	test -s build/link-secret || $(PY) -c "import secrets; print(secrets.token_urlsafe(32))" > build/link-secret
+	test -d out/wiki/.git || git init -q out/wiki
+	$(DIGEST) --config examples/digest.toml run --date 2026-03-11
 
 lint: install
 	$(VENV)/bin/ruff check digest tests bench
@@ -53,7 +51,7 @@ eval: install
 	$(DIGEST) evaluate --citeulike ../shared/datasets/citeulike-a --seeds 0,1,2 --write docs/evaluation.md
 
 clean:
-	rm -rf build .pytest_cache .ruff_cache .hypothesis
+	rm -rf build out .pytest_cache .ruff_cache .hypothesis
 
 # Real-browser tests need Debian's chromium and chromedriver; install them when
 # missing (these machines run as root with Debian's package sources).

@@ -344,9 +344,10 @@ def _run(
     items = candidates(store, day, settings.digest.window_days)
 
     def model() -> Recommender:
+        existed = Path(settings.store.model).exists()
         with _timed(report, "model"):
             fitted = update_model(store, ws.profiles, settings, day, save=not report.dry_run)
-        report.model = f"{'updated' if Path(settings.store.model).exists() else 'trained'}"
+        report.model = "updated" if existed else "trained from scratch"
         return fitted
 
     before = set(store.planned(day.isoformat()))

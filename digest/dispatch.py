@@ -83,7 +83,7 @@ class Dispatcher:
             self._transport.close()
         if self.dry_run or not self.posts or not self.settings.wiki.commit:
             return []
-        root = self.settings.wiki_dir()
+        root = self.settings.wiki_dir().resolve()
         paths = [root / post.path for post in self.posts]
         sha = commit_posts(root, paths, commit_message(self.posts))
         return [Outcome("wiki", "commit", "delivered", sha)] if sha else []
@@ -254,5 +254,3 @@ def _atomic_write(path: Path, body: bytes) -> None:
 def utc_now() -> datetime:
     """The run's timestamp (the email Date header)."""
     return datetime.now(UTC).replace(microsecond=0)
-
-

@@ -7,6 +7,7 @@ the renderers downstream need nothing else: no store, no model, no numpy.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -83,7 +84,7 @@ class Ranking:
         picks = []
         for rank, col in enumerate(chosen, 1):
             reader = members[int(lead[col])]
-            why = self.model.explain(reader, self.prepared, [col])[0]
+            why = replace(self.model.explain(reader, self.prepared, [col])[0], reader=reader)
             names = tuple(m for m in members if col in suits[m])
             picks.append(Pick(self.candidates[col], rank, float(mean[col]), why, names))
         return ReaderDigest(audience, self.day, tuple(picks))

@@ -81,14 +81,17 @@ class Explanation:
     because_title: str | None = None
     because_id: str | None = None
     terms: tuple[str, ...] = ()
+    #: In a team's digest, the member whose interest or reading this is ("you" otherwise).
+    reader: str | None = None
 
     def text(self) -> str:
         """One line: the parts joined with '; ', or the collaborative fallback."""
+        whose, who = (f"{self.reader}'s", self.reader) if self.reader else ("your", "you")
         parts = []
         if self.interest:
-            parts.append(f"matches your interest '{self.interest}'")
+            parts.append(f"matches {whose} interest '{self.interest}'")
         if self.because_title:
-            parts.append(f"because you read '{_shorten(self.because_title)}'")
+            parts.append(f"because {who} read '{_shorten(self.because_title)}'")
         if self.terms:
             parts.append("shared terms: " + ", ".join(self.terms))
         return "; ".join(parts) or "readers with similar interests read papers like this"
@@ -100,6 +103,7 @@ class Explanation:
             "because_title": self.because_title,
             "because_id": self.because_id,
             "terms": list(self.terms),
+            "reader": self.reader,
         }
 
     @classmethod
@@ -110,6 +114,7 @@ class Explanation:
             because_title=data.get("because_title"),
             because_id=data.get("because_id"),
             terms=tuple(data.get("terms") or ()),
+            reader=data.get("reader"),
         )
 
 

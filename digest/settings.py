@@ -309,7 +309,7 @@ def _relative(key: Key, value: Any, base: Path) -> Any:
         return tuple(_relative(key, v, base) for v in value)
     if not value or "://" in value or Path(value).is_absolute():
         return value
-    return str(base / value)
+    return os.path.normpath(base / value)
 
 
 def _coerce(key: Key, raw: Any, where: str) -> Any:

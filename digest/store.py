@@ -995,7 +995,7 @@ def _stored(row: dict[str, Any]) -> StoredItem:
         id=row["id"],
         title=row["title"],
         abstract=row["abstract"] or "",
-        url=row["url"],
+        url=row["url"] or _arxiv_url(row["arxiv_id"]),
         authors=tuple(row["authors"]),
         tags=tuple(row["tags"]),
         first_seen=row["first_seen"],
@@ -1006,6 +1006,13 @@ def _stored(row: dict[str, Any]) -> StoredItem:
         project_urls=tuple(row["project_urls"]),
         source=row.get("source") or "",
     )
+
+
+def _arxiv_url(arxiv_id: str | None) -> str | None:
+    """A paper known only by its arXiv id (a dump entry) links to its abstract page."""
+    if arxiv_id and re.fullmatch(r"[a-z0-9.\-/]+", arxiv_id):
+        return f"https://arxiv.org/abs/{arxiv_id}"
+    return None
 
 
 def _pick(row: tuple, items: dict[str, StoredItem]) -> Pick:

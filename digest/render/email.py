@@ -281,10 +281,11 @@ def _extra_links(
 
 def _why_parts(why: Explanation) -> tuple[tuple[str, str], ...]:
     parts = []
+    whose, who = (f"{clean(why.reader)}'s", clean(why.reader)) if why.reader else ("your", "you")
     if why.interest:
-        parts.append(("Matches your interest", trim(clean(why.interest), 80)))
+        parts.append((f"Matches {whose} interest", trim(clean(why.interest), 80)))
     if why.because_title:
-        parts.append(("Because you read", trim(clean(why.because_title), 90)))
+        parts.append((f"Because {who} read", trim(clean(why.because_title), 90)))
     if why.terms:
         parts.append(("Shared terms", trim(", ".join(clean(t) for t in why.terms), 120)))
     return tuple(parts) or (("", "Readers with interests like yours read papers like this"),)
