@@ -28,7 +28,7 @@ from digest.feedback import add_feedback, import_feedback
 from digest.ingest import FileOutcome, ingest
 from digest.model import Recommender
 from digest.parsers import FORMATS
-from digest.profiles import ProfileSet, load_profiles, teams_of
+from digest.profiles import ProfileSet, load_profiles, teams_of, valid_handle
 from digest.settings import Settings, example_config, load_settings
 from digest.store import Store
 from digest.training import sync_readers, train
@@ -536,6 +536,85 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+# -- the feedback service and readers' subscriptions -------------------------------------------
+
+
+@cli.command("serve")
+@click.option("--host", help="Address to listen on (serve.host; default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (serve.port; default 8080).")
+@_common
+@click.pass_context
+def serve_cmd(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the feedback service: tracked clicks, more/less like this, unsubscribe, feeds.
+
+    Links in digests point here when links.base_url is set. Needs the link secret
+    ($DIGEST_SECRET or links.secret_file) and an existing database.
+    """
+    from digest.serve import serve
+
+    settings = settings_for(ctx, **{"serve.host": host, "serve.port": port})
+    click.echo(
+        f"digest serve on http://{settings.serve.host}:{settings.serve.port} "
+        f"(database {settings.store.db}); Ctrl-C stops",
+        err=True,
+    )
+    serve(settings)
+
+
+@cli.group("readers")
+def readers_group() -> None:
+    """Subscribe, unsubscribe and rotate a reader's private feed token."""
+
+
+@readers_group.command("unsubscribe")
+@click.argument("handle")
+@_common
+@click.pass_context
+def readers_unsubscribe(ctx: click.Context, handle: str) -> None:
+    """Stop all deliveries to HANDLE from the next `digest run` on."""
+    changed = _set_subscribed(ctx, handle, subscribed=False)
+    click.echo(f"{handle}: {'unsubscribed' if changed else 'already unsubscribed'}")
+
+
+@readers_group.command("subscribe")
+@click.argument("handle")
+@_common
+@click.pass_context
+def readers_subscribe(ctx: click.Context, handle: str) -> None:
+    """Re-subscribe HANDLE (after an unsubscribe link or command)."""
+    changed = _set_subscribed(ctx, handle, subscribed=True)
+    click.echo(f"{handle}: {'subscribed again' if changed else 'already subscribed'}")
+
+
+@readers_group.command("rotate-feed-token")
+@click.argument("handle")
+@_common
+@click.pass_context
+def readers_rotate(ctx: click.Context, handle: str) -> None:
+    """Give HANDLE a new private feed URL; the old one stops working at once."""
+    settings = settings_for(ctx)
+    store = open_store(ctx, settings, create=False)
+    handle = _known_reader(store, handle)
+    with store.transaction():
+        token = store.rotate_feed_token(handle)
+    base = settings.links.base_url.rstrip("/") if settings.links.base_url else "<base_url>"
+    click.echo(f"{handle}: new feed {base}/feeds/{token}.atom (and .rss)")
+
+
+def _set_subscribed(ctx: click.Context, handle: str, *, subscribed: bool) -> bool:
+    store = open_store(ctx, settings_for(ctx), create=False)
+    handle = _known_reader(store, handle)
+    with store.transaction():
+        return store.set_subscribed(handle, subscribed)
+
+
+def _known_reader(store: Store, handle: str) -> str:
+    key = valid_handle(handle)
+    if key not in store.reader_handles():
+        raise DigestError(f"no reader '{key}' in {store.path} (run 'digest run' or 'train' first)")
+    return key
 
 
 # -- evaluation ---------------------------------------------------------------------------

@@ -150,6 +150,9 @@ class LinksSettings:
 class ServeSettings:
     host: str = _opt("127.0.0.1", "Address `digest serve` listens on.", env="DIGEST_HOST")
     port: int = _opt(8080, "Port `digest serve` listens on.", env="DIGEST_PORT")
+    click_window: float = _opt(
+        600.0, "Seconds within which repeated presses of one link count once."
+    )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -665,6 +665,52 @@ class Store:
             (reader, item_id, event, tag, time, origin),
         )
         return cur.rowcount == 1
+
+    def record_link_event(
+        self, reader: str, item_id: str, event: str, *, now: datetime, window: float
+    ) -> int | None:
+        """Record an event from a digest link, once per `window` seconds; return its id.
+
+        A second press of the same link within the window (a double click, a
+        refresh, a mail client following it twice) returns the first event's id
+        and adds nothing. The check and the insert share one write transaction, so
+        concurrent requests cannot both count.
+        """
+        since = (now - timedelta(seconds=window)).isoformat(timespec="microseconds")
+        stamp = now.isoformat(timespec="microseconds")
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT id FROM events WHERE reader = ? AND item_id = ? AND event = ? "
+                "AND origin = 'link' AND time >= ? ORDER BY id DESC LIMIT 1",
+                (reader, item_id, event, since),
+            ).fetchone()
+            if row is not None:
+                return None
+            self.ensure_reader(reader, origin="feedback")
+            cur = self.conn.execute(
+                "INSERT INTO events (reader, item_id, event, tag, time, origin) "
+                "VALUES (?, ?, ?, '', ?, 'link')",
+                (reader, item_id, event, stamp),
+            )
+            return int(cur.lastrowid)
+
+    def undo_link_event(self, reader: str, item_id: str, event: str, *, since: datetime) -> bool:
+        """Remove the reader's latest such link event recorded since `since` (an undo)."""
+        with self.transaction():
+            cur = self.conn.execute(
+                "DELETE FROM events WHERE id = (SELECT id FROM events WHERE reader = ? AND "
+                "item_id = ? AND event = ? AND origin = 'link' AND time >= ? "
+                "ORDER BY id DESC LIMIT 1)",
+                (reader, item_id, event, since.isoformat(timespec="microseconds")),
+            )
+            return cur.rowcount == 1
+
+    def reader_for_feed_token(self, token: str) -> str | None:
+        """The handle whose private feed token this is, if any."""
+        row = self.conn.execute(
+            "SELECT handle FROM readers WHERE feed_token = ?", (token,)
+        ).fetchone()
+        return row[0] if row else None
 
     def record_send(self, reader: str, item_id: str, *, channel: str, digest_date: str) -> bool:
         """Add to the send ledger; False when this reader already got it on this channel."""

@@ -1,0 +1,232 @@
+"""`digest serve`: the feedback service behind every link in a digest.
+
+    GET  /c/<token>          record a click, then 302 to the item's own URL
+    GET  /f/<token>          record "more" or "less like this"; POST undoes it
+    GET  /u/<token>          a confirmation page; POST unsubscribes (RFC 8058 one-click)
+    GET  /feeds/<token>.atom a reader's feed (also .rss), by their private feed token
+    GET  /healthz            the database answers
+
+Tokens are signed (`digest.tokens`); a token that does not verify records nothing
+and gets a 4xx page. The redirect target always comes from the stored item, never
+from the request, and only an http(s) URL is ever redirected to. HEAD requests are
+answered but never counted, and a GET never unsubscribes: mail scanners prefetch
+links, and one-click unsubscribe is a POST by design.
+
+Events go to the same SQLite database `digest run` uses: WAL, a busy timeout and
+one short transaction per request, on one connection per worker thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse
+from starlette.routing import Route
+
+from digest.errors import ConfigError, DigestError
+from digest.render.links import is_web_url
+from digest.render.templates import render
+from digest.settings import Settings
+from digest.store import Store
+from digest.tokens import LinkToken, TokenError, TokenSigner
+
+#: Events a "more/less like this" link records: a like weighs double, a dislike is negative.
+FEEDBACK_EVENTS = {"more": "like", "less": "dislike"}
+#: How long after recording a "more/less" choice its undo button still works.
+UNDO_WINDOW = timedelta(days=7)
+_HEADERS = {
+    # Tokens travel in URLs: never leak them to the item's site through the Referer.
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+class Service:
+    """The request handlers and what they share: settings, signer, one store per thread."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] | None = None):
+        secret = settings.secret()
+        if not secret:
+            raise ConfigError(
+                "no link secret: set $DIGEST_SECRET or links.secret_file; "
+                "the server refuses to start without one"
+            )
+        self.settings = settings
+        self.signer = TokenSigner(secret)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._local = threading.local()
+        Store.open(settings.store.db, create=False).close()  # fail now, not per request
+
+    def store(self) -> Store:
+        """This thread's connection (SQLite connections are not shared across threads)."""
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = Store.open(self.settings.store.db, create=False)
+        return store
+
+    # -- /c: clicks -------------------------------------------------------------------------
+
+    def click(self, request: Request) -> HTMLResponse | RedirectResponse:
+        token = self._token(request, ("click",))
+        if token is None:
+            return self._invalid()
+        items = self.store().stored_items(ids=[token.item_id])
+        if not items or not is_web_url(items[0].url):
+            return self._page("Link unavailable", ["This paper has no web link."], status=404)
+        if request.method != "HEAD":
+            self.store().record_link_event(
+                token.reader, token.item_id, "click", now=self.clock(),
+                window=self.settings.serve.click_window,
+            )  # fmt: skip
+        return RedirectResponse(items[0].url, status_code=302, headers=_HEADERS)
+
+    # -- /f: more or less like this ---------------------------------------------------------
+
+    def feedback(self, request: Request) -> HTMLResponse:
+        token = self._token(request, tuple(FEEDBACK_EVENTS))
+        if token is None:
+            return self._invalid()
+        items = self.store().stored_items(ids=[token.item_id])
+        if not items:
+            return self._page("Link unavailable", ["This paper is no longer stored."], status=404)
+        title = items[0].title
+        event = FEEDBACK_EVENTS[token.action]
+        if request.method == "POST":
+            undone = self.store().undo_link_event(
+                token.reader, token.item_id, event, since=self.clock() - UNDO_WINDOW
+            )
+            what = "liked" if event == "like" else "disliked"
+            lines = [f"Undone: “{title}” no longer counts as {what}."]
+            return self._page("Undone", lines if undone else ["There was nothing to undo."])
+        if request.method != "HEAD":
+            self.store().record_link_event(
+                token.reader, token.item_id, event, now=self.clock(),
+                window=self.settings.serve.click_window,
+            )  # fmt: skip
+        more = token.action == "more"
+        lines = [
+            f"Thanks. You will see {'more' if more else 'fewer'} papers like “{title}”.",
+            "Your next digest takes this into account.",
+        ]
+        form = {"action": request.url.path, "label": "Undo", "fields": [("undo", "1")]}
+        return self._page("More like this" if more else "Less like this", lines, form=form)
+
+    # -- /u: unsubscribe --------------------------------------------------------------------
+
+    def unsubscribe(self, request: Request) -> HTMLResponse:
+        token = self._token(request, ("unsubscribe",))
+        if token is None:
+            return self._invalid()
+        if request.method == "POST":
+            # RFC 8058 one-click: the body says "List-Unsubscribe=One-Click"; the signed
+            # token alone authorises the request, so the body is not read.
+            self.store().set_subscribed(token.reader, False)
+            return self._page(
+                "Unsubscribed",
+                [f"{token.reader} will get no more digests.",
+                 "An administrator can re-subscribe you (digest readers subscribe)."],
+            )  # fmt: skip
+        form = {
+            "action": request.url.path,
+            "label": "Unsubscribe",
+            "fields": [("List-Unsubscribe", "One-Click")],
+        }
+        lines = [f"Stop sending digests to {token.reader}?"]
+        note = "Nothing changes until you press the button."
+        return self._page("Unsubscribe", lines, form=form, note=note)
+
+    # -- /feeds and /healthz ----------------------------------------------------------------
+
+    def feed(self, request: Request) -> FileResponse | HTMLResponse:
+        token, kind = request.path_params["token"], request.path_params["kind"]
+        handle = self.store().reader_for_feed_token(token) if len(token) >= 16 else None
+        path = self.settings.feeds_dir() / f"{handle}.{kind}" if handle else None
+        if path is None or not path.is_file():
+            return self._page("Not found", ["No such feed."], status=404)
+        media = {"atom": "application/atom+xml", "rss": "application/rss+xml"}[kind]
+        headers = {**_HEADERS, "Cache-Control": "private, max-age=300"}
+        return FileResponse(path, media_type=media, headers=headers)
+
+    def health(self, request: Request) -> PlainTextResponse:
+        try:
+            self.store().conn.execute("SELECT 1 FROM _migrations LIMIT 1").fetchone()
+        except (sqlite3.Error, DigestError) as exc:
+            return PlainTextResponse(f"unhealthy: {type(exc).__name__}\n", status_code=503)
+        return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _token(self, request: Request, actions: tuple[str, ...]) -> LinkToken | None:
+        raw = request.path_params["token"]
+        if len(raw) > 512:
+            return None
+        try:
+            token = self.signer.verify(raw)
+        except TokenError:
+            return None
+        return token if token.action in actions else None
+
+    def _invalid(self) -> HTMLResponse:
+        return self._page(
+            "Invalid link", ["This link is not valid. It may have been cut short or changed."],
+            status=400,
+        )  # fmt: skip
+
+    def _page(
+        self, heading: str, lines: list[str], *, status: int = 200, form: dict | None = None,
+        note: str | None = None,
+    ) -> HTMLResponse:  # fmt: skip
+        body = render(
+            "page.html.j2", self.settings.templates(), title=heading, heading=heading,
+            lines=lines, form=form, note=note, site_name="digest",
+        )  # fmt: skip
+        return HTMLResponse(body, status_code=status, headers=_HEADERS)
+
+
+def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Starlette:
+    """The ASGI application (uvicorn serves it; tests may too)."""
+    service = Service(settings, clock=clock)
+    return Starlette(
+        routes=[
+            Route("/c/{token}", service.click, methods=["GET"]),
+            Route("/f/{token}", service.feedback, methods=["GET", "POST"]),
+            Route("/u/{token}", service.unsubscribe, methods=["GET", "POST"]),
+            Route("/feeds/{token}.{kind:str}", _kinds(service.feed), methods=["GET"]),
+            Route("/healthz", service.health, methods=["GET"]),
+        ],
+    )
+
+
+def _kinds(handler: Callable) -> Callable:
+    """Only .atom and .rss are feeds; anything else is a plain 404."""
+
+    def wrapped(request: Request):
+        if request.path_params["kind"] not in ("atom", "rss"):
+            return HTMLResponse("Not found", status_code=404, headers=_HEADERS)
+        return handler(request)
+
+    return wrapped
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+    """Run the service with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(settings)
+    try:
+        uvicorn.run(
+            app, host=host or settings.serve.host, port=port or settings.serve.port,
+            log_level="warning", access_log=False, proxy_headers=True, server_header=False,
+        )  # fmt: skip
+    except OSError as exc:
+        raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
