@@ -372,3 +372,11 @@ def test_servers_that_break_http_are_parse_errors(misbehaving: str, path: str, r
         parse_location(misbehaving + path, today=TODAY)
     assert str(info.value).startswith(misbehaving + path)
     assert "root:" not in str(info.value)
+
+
+def test_feedparser_failures_are_parse_errors(tmp_path: Path) -> None:
+    """feedparser raises ValueError for an encoding name holding a NUL byte."""
+    path = tmp_path / "nul-encoding.xml"
+    path.write_bytes(b'<?xml version="1.0" encoding="\x00TF-8"?>\n<rss><channel></channel></rss>')
+    with pytest.raises(ParseError, match="not a readable feed: ValueError"):
+        parse_location(str(path), today=TODAY)
