@@ -8,6 +8,7 @@ earliest sighting whatever order the files arrive in.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -131,23 +132,24 @@ def _read_ahead(locations: list[str]) -> list[_Input]:
     """Read standard input and pipes now, in this process and once.
 
     Their bytes cannot be read a second time (to peek at a dump's day, then to
-    parse it) nor from a worker process; `-` given twice means the same bytes.
+    parse it) nor from a worker process; `-` (or a pipe) given twice means the
+    same bytes twice.
     """
     inputs: list[_Input] = []
-    stdin: _Input | None = None
+    read: dict[str, _Input] = {}
     for location in locations:
-        if location == STDIN:
-            stdin = stdin or _read_now(location)
-            inputs.append(stdin)
-        elif location.strip() and not is_url(location) and _is_stream(location):
-            inputs.append(_read_now(location))
-        else:
-            inputs.append(_Input(location))
+        if location not in read and _read_once(location):
+            read[location] = _read_now(location)
+        inputs.append(read.get(location) or _Input(location))
     return inputs
 
 
-def _is_stream(location: str) -> bool:
-    """True for a pipe, socket or device: something not a regular file or directory."""
+def _read_once(location: str) -> bool:
+    """True for standard input, a pipe, socket or device: not a regular file or folder."""
+    if location == STDIN:
+        return True
+    if not location.strip() or is_url(location):
+        return False
     try:
         mode = os.stat(location).st_mode
     except (OSError, ValueError):
@@ -257,8 +259,7 @@ def _ingest_parsed(
     store: Store, index: KeyIndex, parsed: _Parsed, fallback: date, source: str | None
 ) -> FileOutcome:
     if parsed.error is not None or parsed.result is None:
-        store.record_run(path=parsed.location, status="error", errors=1, error=parsed.error)
-        return FileOutcome(parsed.location, "error", error=parsed.error)
+        return _failed(store, parsed.location, parsed.error or "")
     result = parsed.result
     day = _days_label(result, fallback)
     outcome = FileOutcome(parsed.location, "ok", result.format, day, warnings=result.warnings)
@@ -273,10 +274,16 @@ def _ingest_parsed(
             written = _store_items(store, index, parsed, outcome, source, fallback)
     except (DigestError, sqlite3.Error) as exc:
         error = str(exc) if isinstance(exc, DigestError) else f"{parsed.location}: database: {exc}"
-        store.record_run(path=parsed.location, status="error", errors=1, error=error)
-        return FileOutcome(parsed.location, "error", error=error)
+        return _failed(store, parsed.location, error)
     index.learn(written)  # only once committed: a rolled-back file leaves no keys behind
     return outcome
+
+
+def _failed(store: Store, location: str, error: str) -> FileOutcome:
+    """Record a failed input; a database too broken to record it still gets the outcome."""
+    with contextlib.suppress(sqlite3.Error):  # the outcome still reaches the user
+        store.record_run(path=location, status="error", errors=1, error=error)
+    return FileOutcome(location, "error", error=error)
 
 
 class KeyIndex:

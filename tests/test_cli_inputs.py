@@ -102,3 +102,11 @@ def test_a_dump_with_two_days_is_reported_with_both(runner: CliRunner, db_path: 
     assert "dump 2026-03-11..2026-03-12: 4 entries, 4 new" in result.stdout
     stats = json.loads(_invoke(runner, db_path, "stats", "--json").stdout)
     assert stats["new_per_day"] == {"2026-03-11": 2, "2026-03-12": 2}
+
+
+def test_an_empty_db_option_is_refused(runner: CliRunner, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["--db", "", "ingest", str(GOOD)], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.stderr == "error: '': not a usable database path (an unset variable?)\n"
+    assert sorted(tmp_path.iterdir()) == []

@@ -147,7 +147,7 @@ def _check(result, paths: list[str], good: Path, db: Path, must_fail: bool) -> N
 
 
 @settings(
-    max_examples=60,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
