@@ -162,7 +162,20 @@ def test_a_title_before_the_first_date_line_is_still_an_error() -> None:
     assert info.value.path == "d.txt"
 
 
-@pytest.mark.parametrize("header", ["new", "Subscribe", "Daily Papers", "NEW", "  subscribe  "])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "new",
+        "Subscribe",
+        "Daily Papers",
+        "NEW",
+        "  subscribe  ",
+        "byAK and the research community",
+        "by AK and the research community",
+        "Get trending papers in your email inbox",
+        "Get trending papers in your email inbox!",
+    ],
+)
 def test_header_lines_are_never_items(header: str) -> None:
     from digest.parsers.dump import parse_dump
 
