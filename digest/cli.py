@@ -146,9 +146,10 @@ def ingest_cmd(
 ) -> None:  # fmt: skip
     """Read digest dumps, RSS/Atom/JSON feeds and JSON items into the database.
 
-    PATHS are files, directories (every file inside, dumps in date order), http(s)
-    feed URLs, or - for standard input. Items already seen on an earlier day or
-    from another source are linked to the first sighting and do not count as new.
+    PATHS are files, directories (every file inside, dumps in date order),
+    http(s) feed URLs or - (standard input). Items already seen on an earlier
+    day or from another source are linked to the first sighting and do not
+    count as new.
     """
     store = open_store(ctx, settings_for(ctx))
 

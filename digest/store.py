@@ -337,12 +337,18 @@ _BUSY_SECONDS = 30
 
 def _check_location(location: str, *, create: bool) -> None:
     """Refuse paths that cannot be (or, for readers, are not yet) a database file."""
+    if not location.strip() or "\x00" in location:
+        raise StorageError(f"{location!r}: not a usable database path (an unset variable?)")
     target = Path(location)
-    if not target.parent.exists():
-        raise StorageError(f"{location}: directory does not exist")
-    if target.is_dir():
-        raise StorageError(f"{location}: is a directory, not a database file")
-    if not create and (not target.exists() or target.stat().st_size == 0):
+    try:
+        if not target.parent.exists():
+            raise StorageError(f"{location}: directory does not exist")
+        if target.is_dir():
+            raise StorageError(f"{location}: is a directory, not a database file")
+        missing = not target.exists() or target.stat().st_size == 0
+    except OSError as exc:
+        raise StorageError(f"{location}: cannot access ({exc.strerror or exc})") from None
+    if missing and not create:
         raise NoDatabase(f"no database at {location}; run 'digest ingest' first (or check --db)")
 
 
@@ -407,7 +413,7 @@ class Store:
         rather than a new, empty database. An SQLite file that digest did not create
         (tables but no `_migrations`) is refused before anything is written to it.
         """
-        location = str(path or DEFAULT_DB)
+        location = str(DEFAULT_DB if path is None else path)
         if location != ":memory:":
             _check_location(location, create=create)
         conn: sqlite3.Connection | None = None

@@ -49,3 +49,63 @@ def test_read_only_commands_refuse_someone_elses_database(
     conn = sqlite3.connect(theirs)
     assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["accounts"]
     conn.close()
+
+
+def test_ingest_dash_reads_standard_input(runner: CliRunner, db_path: Path) -> None:
+    result = _invoke(runner, db_path, "ingest", "-", stdin=GOOD.read_bytes())
+    assert result.exit_code == 0
+    assert (
+        result.stdout.splitlines()[0]
+        == "<stdin>: dump 2026-03-11: 2 entries, 2 new, 0 already seen"
+    )
+    feed = (FIXTURES / "feeds" / "jsonfeed_1.json").read_bytes().decode().encode("utf-16")
+    result = _invoke(runner, db_path, "ingest", "--date", "2026-03-12", "-", stdin=feed)
+    assert result.exit_code == 0 and "<stdin>: feed 2026-03-12: 1 entries, 1 new" in result.stdout
+    rows = [
+        json.loads(line) for line in _invoke(runner, db_path, "items", "--json").stdout.splitlines()
+    ]
+    assert [(r["title"], r["first_seen"]) for r in rows] == [
+        ("A CRLF Title", "2026-03-11"),
+        ("Second CRLF Paper", "2026-03-11"),
+        ("Version One Item", "2026-03-12"),
+    ]
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_ingest_refuses_an_empty_path(runner: CliRunner, db_path: Path, empty: str) -> None:
+    result = _invoke(runner, db_path, "ingest", empty, str(GOOD))
+    assert result.exit_code == 1
+    assert (
+        result.stderr == f"error: {empty!r}: empty path (an unset shell variable?); nothing read\n"
+    )
+    assert result.stdout.splitlines()[-1] == "2 file(s), 1 failed: 2 entries, 2 new, 0 already seen"
+
+
+def test_stats_follow_first_seen_back_across_calls(
+    runner: CliRunner, db_path: Path, tmp_path: Path
+) -> None:
+    """The Mar 12 copy arrives first; the Mar 11 original in a later call moves the day back."""
+    later = tmp_path / "later.txt"
+    later.write_text(GOOD.read_text().replace("Mar 11", "Mar 12"))
+    _invoke(runner, db_path, "ingest", str(later))
+    result = _invoke(runner, db_path, "ingest", str(GOOD))
+    assert "2 entries, 0 new, 2 already seen" in result.stdout
+    stats = json.loads(_invoke(runner, db_path, "stats", "--json").stdout)
+    assert stats["new_per_day"] == {"2026-03-11": 2}
+    assert _invoke(runner, db_path, "items", "--new-on", "2026-03-12").stdout == ""
+    assert len(_invoke(runner, db_path, "items", "--new-on", "2026-03-11").stdout.splitlines()) == 2
+
+
+def test_a_dump_with_two_days_is_reported_with_both(runner: CliRunner, db_path: Path) -> None:
+    result = _invoke(runner, db_path, "ingest", str(FIXTURES / "dumps" / "two_days.txt"))
+    assert "dump 2026-03-11..2026-03-12: 4 entries, 4 new" in result.stdout
+    stats = json.loads(_invoke(runner, db_path, "stats", "--json").stdout)
+    assert stats["new_per_day"] == {"2026-03-11": 2, "2026-03-12": 2}
+
+
+def test_an_empty_db_option_is_refused(runner: CliRunner, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["--db", "", "ingest", str(GOOD)], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.stderr == "error: '': not a usable database path (an unset variable?)\n"
+    assert sorted(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import sqlite3
 from pathlib import Path
@@ -200,3 +201,229 @@ def test_database_is_consistent_sqlite(db_path: Path, store: Store) -> None:
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     fts = conn.execute("SELECT count(*) FROM items_fts").fetchone()[0]
     assert fts == 383
+
+
+# -- days: several in one dump, and files arriving in any order -----------------------------
+
+IN_ORDER = {"2026-03-11": 173, "2026-03-12": 86, "2026-03-13": 61, "2026-07-31": 63}
+
+
+def _first_seen_is_earliest_sighting(store: Store) -> bool:
+    wrong = store.conn.execute(
+        "SELECT count(*) FROM items WHERE first_seen != "
+        "(SELECT min(seen_on) FROM records WHERE records.item_id = items.id)"
+    ).fetchone()[0]
+    return wrong == 0
+
+
+@pytest.mark.parametrize("order", [[4, 3, 2, 1, 0], [2, 4, 0, 3, 1]], ids=["reversed", "mixed"])
+def test_first_seen_is_the_earliest_sighting_whatever_order_files_arrive(
+    store: Store, order: list[int]
+) -> None:
+    """One call per file, older days after newer ones: the days still come out right."""
+    dumps = sorted(str(p) for p in SEEDS.glob("*.txt"))
+    for n in order:
+        assert ingest(store, [dumps[n]], today=TODAY).failed == 0
+    assert store.stats()["new_per_day"] == IN_ORDER
+    assert len(store.items(new_on="2026-03-11")) == 173
+    assert _first_seen_is_earliest_sighting(store)
+
+
+def test_an_older_sighting_from_another_source_moves_first_seen_back(
+    store: Store, tmp_path: Path
+) -> None:
+    from datetime import date
+
+    feed = str(FIXTURES / "feeds" / "arxiv_rss.xml")
+    ingest(store, [feed], given=date(2026, 3, 20), today=TODAY)
+    ingest(store, [feed.replace("arxiv_rss", "hf_atom")], given=date(2026, 3, 20), today=TODAY)
+    dump = tmp_path / "old.txt"
+    abstract = "Seen in a dump long before the feed carried it, " * 5
+    dump.write_text(f"Mar 2\n\nPaper Two\n\n{abstract.strip()}.\n")
+    summary = ingest(store, [str(dump)], today=TODAY)
+    assert summary.new == 0  # the same paper (exact title): not new ...
+    rows = dict(store.conn.execute("SELECT title, first_seen FROM items").fetchall())
+    assert rows["Paper Two"] == "2026-03-02"  # ... but first seen on the dump's day
+    assert rows["Paper One & Friends"] == "2026-03-20"
+    assert store.stats()["new_per_day"] == {"2026-03-02": 1, "2026-03-20": 2}
+
+
+def test_a_dump_with_two_days_stores_each_item_under_its_own_day(store: Store) -> None:
+    summary = ingest(store, [str(FIXTURES / "dumps" / "two_days.txt")], today=TODAY)
+    assert summary.files[0].day == "2026-03-11..2026-03-12"
+    assert summary.new == 4
+    assert store.stats()["new_per_day"] == {"2026-03-11": 2, "2026-03-12": 2}
+    seen = store.conn.execute("SELECT title, seen_on FROM records ORDER BY id").fetchall()
+    assert seen == [
+        ("First Day Paper One", "2026-03-11"),
+        ("First Day Paper Two", "2026-03-11"),
+        ("Second Day Paper One", "2026-03-12"),
+        ("Second Day Paper Two", "2026-03-12"),
+    ]
+    titles = {r["title"] for r in store.items()}
+    assert not titles & {"new", "Subscribe", "Daily Papers"}
+
+
+def test_two_seed_days_pasted_into_one_file_match_the_separate_files(
+    store: Store, tmp_path: Path
+) -> None:
+    dumps = sorted(SEEDS.glob("*.txt"))
+    pasted = tmp_path / "pasted.txt"
+    pasted.write_text(dumps[2].read_text() + "\n\n" + dumps[3].read_text())
+    summary = ingest(store, [str(pasted)], today=TODAY)
+    with Store.open(tmp_path / "separate.db") as separate:
+        apart = ingest(separate, [str(dumps[2]), str(dumps[3])], today=TODAY)
+        assert summary.new == apart.new and summary.entries == apart.entries
+        assert store.stats()["new_per_day"] == separate.stats()["new_per_day"]
+    assert sorted(store.stats()["new_per_day"]) == ["2026-03-12", "2026-03-13"]
+
+
+# -- where the bytes come from -------------------------------------------------------------
+
+GOOD = FIXTURES / "dumps" / "crlf.txt"
+
+
+def _stdin(data: bytes) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.BytesIO(data))
+
+
+def test_dash_reads_standard_input_once(store: Store, monkeypatch) -> None:
+    monkeypatch.setattr("sys.stdin", _stdin(GOOD.read_bytes()))
+    summary = ingest(store, ["-", "-"], today=TODAY)
+    assert [f.path for f in summary.files] == ["<stdin>", "<stdin>"]
+    assert [f.status for f in summary.files] == ["ok", "unchanged"]
+    assert summary.new == 2
+    source = store.conn.execute("SELECT name, kind FROM sources").fetchall()
+    assert source == [("daily-dump", "dump")]
+
+
+def test_json_from_standard_input_is_detected(store: Store, monkeypatch) -> None:
+    monkeypatch.setattr("sys.stdin", _stdin(b'{"title": "Piped In"}\n'))
+    summary = ingest(store, ["-"], today=TODAY)
+    assert summary.files[0].format == "json"
+    assert store.conn.execute("SELECT name FROM sources").fetchall() == [("stdin",)]
+
+
+def test_a_named_pipe_is_read_once_and_parsed_whole(store: Store, tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    data = next(SEEDS.glob("003_*.txt")).read_bytes()
+
+    def write() -> None:
+        with open(fifo, "wb") as handle:
+            handle.write(data)
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("ingest hung on the pipe: was it read twice?")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        summary = ingest(store, [str(fifo), str(GOOD)], today=TODAY)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    writer.join(timeout=10)
+    by_path = {f.path: f for f in summary.files}
+    assert by_path[str(fifo)].entries == 77 and by_path[str(fifo)].day == "2026-03-13"
+    assert summary.failed == 0 and summary.new == 77 + 2
+
+
+@pytest.mark.parametrize("empty", ["", " ", "\t"])
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(
+    store: Store, tmp_path: Path, monkeypatch, empty: str
+) -> None:
+    shutil.copy(next(SEEDS.glob("000_*.txt")), tmp_path / "would-be-ingested.txt")
+    monkeypatch.chdir(tmp_path)
+    summary = ingest(store, [empty, str(GOOD)], today=TODAY)
+    by_status = {f.status: f for f in summary.files}
+    assert sorted(by_status) == ["error", "ok"]
+    assert (
+        by_status["error"].error
+        == f"{empty!r}: empty path (an unset shell variable?); nothing read"
+    )
+    assert store.stats()["items"] == 2  # the good file, and nothing from the folder
+
+
+# -- failures stay with their file ---------------------------------------------------------
+
+
+def test_a_bug_while_parsing_fails_that_file_alone(store: Store, monkeypatch) -> None:
+    import digest.parsers as parsers
+
+    real = parsers.parse_feed
+
+    def broken(data: bytes, *, path: str):
+        if "malformed" in path:
+            raise KeyError("boom")
+        return real(data, path=path)
+
+    monkeypatch.setattr(parsers, "parse_feed", broken)
+    feeds = FIXTURES / "feeds"
+    summary = ingest(
+        store, [str(feeds / "malformed.xml"), str(feeds / "arxiv_rss.xml")], today=TODAY
+    )
+    by_name = {Path(f.path).name: f for f in summary.files}
+    assert by_name["arxiv_rss.xml"].status == "ok" and summary.new == 2
+    assert by_name["malformed.xml"].error == (
+        f"{feeds / 'malformed.xml'}: internal error (KeyError: 'boom'); please report this bug"
+    )
+
+
+def test_a_database_error_fails_that_file_alone(store: Store) -> None:
+    store.conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON items WHEN new.title = 'A CRLF Title' "
+        "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+    )
+    other = FIXTURES / "dumps" / "no_abstract.txt"
+    summary = ingest(store, [str(GOOD), str(other)], today=TODAY)
+    by_name = {Path(f.path).name: f for f in summary.files}
+    assert by_name["no_abstract.txt"].status == "ok"
+    assert by_name["crlf.txt"].error == f"{GOOD}: database: disk on fire"
+    assert store.stats()["items"] == 3  # no_abstract.txt only; nothing of crlf.txt
+
+
+def test_no_stored_link_is_anything_but_http(store: Store) -> None:
+    unsafe = [
+        FIXTURES / "dumps" / "unsafe_links.txt",
+        FIXTURES / "feeds" / "unsafe_links.xml",
+        FIXTURES / "feeds" / "jsonfeed_1_1.json",
+        FIXTURES / "json" / "unsafe_links.jsonl",
+    ]
+    summary = ingest(store, [str(p) for p in unsafe], today=TODAY)
+    assert summary.failed == 0 and summary.entries == 16
+    links = [r["url"] for r in store.items()] + [r["code_url"] for r in store.items()]
+    links += [u for r in store.items() for u in r["project_urls"]]
+    links += [r[0] for r in store.conn.execute("SELECT url FROM records")]
+    assert {link.split("://")[0] for link in links if link} == {"https"}
+    assert any("javascript:alert(1)" in r["abstract"] for r in store.items())  # inert text
+
+
+def test_a_worker_process_killed_by_an_input_fails_that_input_alone(
+    store: Store, monkeypatch
+) -> None:
+    """As when the out-of-memory killer ends the parsing process: the rest still ingest."""
+    import os
+
+    import digest.parsers as parsers
+
+    real = parsers.parse_json_items
+
+    def dies(text: str, *, path: str):
+        if "items.jsonl" in path:
+            os._exit(9)  # in the worker process
+        return real(text, path=path)
+
+    monkeypatch.setattr(parsers, "parse_json_items", dies)
+    inputs = [FIXTURES / "json" / "items.jsonl", FIXTURES / "json" / "array.json", *SEEDS.glob("*")]
+    summary = ingest(store, [str(p) for p in inputs], today=TODAY)
+    by_name = {Path(f.path).name: f for f in summary.files}
+    assert "stopped abruptly" in by_name["items.jsonl"].error
+    assert summary.failed == 1 and len(summary.files) == 7
+    assert summary.new == 383 + 1

@@ -162,7 +162,20 @@ def test_a_title_before_the_first_date_line_is_still_an_error() -> None:
     assert info.value.path == "d.txt"
 
 
-@pytest.mark.parametrize("header", ["new", "Subscribe", "Daily Papers", "NEW", "  subscribe  "])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "new",
+        "Subscribe",
+        "Daily Papers",
+        "NEW",
+        "  subscribe  ",
+        "byAK and the research community",
+        "by AK and the research community",
+        "Get trending papers in your email inbox",
+        "Get trending papers in your email inbox!",
+    ],
+)
 def test_header_lines_are_never_items(header: str) -> None:
     from digest.parsers.dump import parse_dump
 
@@ -351,7 +364,7 @@ class _MisbehavingServer(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def misbehaving() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MisbehavingServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -372,3 +385,11 @@ def test_servers_that_break_http_are_parse_errors(misbehaving: str, path: str, r
         parse_location(misbehaving + path, today=TODAY)
     assert str(info.value).startswith(misbehaving + path)
     assert "root:" not in str(info.value)
+
+
+def test_feedparser_failures_are_parse_errors(tmp_path: Path) -> None:
+    """feedparser raises ValueError for an encoding name holding a NUL byte."""
+    path = tmp_path / "nul-encoding.xml"
+    path.write_bytes(b'<?xml version="1.0" encoding="\x00TF-8"?>\n<rss><channel></channel></rss>')
+    with pytest.raises(ParseError, match="not a readable feed: ValueError"):
+        parse_location(str(path), today=TODAY)

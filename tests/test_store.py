@@ -134,3 +134,13 @@ def test_two_processes_creating_one_database_at_once_both_succeed(tmp_path: Path
         names = [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY rowid")]
         conn.close()
         assert names == ALL_MIGRATIONS
+
+
+@pytest.mark.parametrize("path", ["", "  ", "bad\x00name.db"])
+def test_an_empty_or_nul_path_is_not_taken_for_the_default(
+    tmp_path: Path, monkeypatch, path: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError, match="not a usable database path"):
+        Store.open(path)
+    assert sorted(tmp_path.iterdir()) == []  # no ./digest.db either

@@ -32,6 +32,8 @@ HEADER_LINES = frozenset(
         "byak and the research community",
     }
 )
+_HEADER_KEYS = frozenset("".join(ch for ch in h if ch.isalnum()) for h in HEADER_LINES)
+_HEADER_MAX_CHARS = 2 * max(len(h) for h in HEADER_LINES)  # longer lines are never chrome
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _DATE_LINE = re.compile(r"([A-Za-z]{3,9})\.?\s+(\d{1,2})(?:,?\s+(\d{4}))?")
 #: An abstract is a long paragraph; a title is a short one. Titles rarely pass 250
@@ -114,8 +116,16 @@ def resolve_day(month: int, day: int, year: int | None, *, given: date | None, t
 
 
 def is_header_line(line: str) -> bool:
-    """A line of the page's chrome ("new", "Subscribe", ...), never part of an item."""
-    return clean_text(line).lower() in HEADER_LINES
+    """A line of the page's chrome ("new", "Subscribe", ...), never part of an item.
+
+    Compared on letters and digits only, so "by AK and the research community" or
+    "Get trending papers in your email inbox" (no "!") count as well.
+    """
+    return len(line) <= _HEADER_MAX_CHARS and _letters(line) in _HEADER_KEYS
+
+
+def _letters(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
 
 
 def find_day_line(paras: list[Paragraph]) -> tuple[int, int] | None:

@@ -40,7 +40,12 @@ def parse_feed(data: bytes, *, path: str = "<feed>") -> ParseResult:
 
     Raises ParseError only when nothing feed-like could be read at all.
     """
-    parsed = feedparser.parse(data)
+    try:
+        parsed = feedparser.parse(data)
+    except Exception as exc:  # feedparser means never to raise; on some bytes it does
+        # e.g. an XML declaration naming the encoding "\x00TF-8": ValueError.
+        reason = f"{type(exc).__name__}: {exc}"
+        raise ParseError(f"not a readable feed: {_one_line(reason)}", path=path) from None
     if not parsed.entries and not parsed.get("version"):
         reason = parsed.get("bozo_exception") or "no RSS or Atom feed found"
         raise ParseError(f"not a readable feed: {_one_line(reason)}", path=path)
