@@ -172,7 +172,7 @@ def read_feedback(location: str) -> tuple[list[FeedbackRow], list[tuple[int, str
     A file that cannot be read at all (missing, binary, not UTF-8, no usable CSV
     header) raises ParseError naming it.
     """
-    text = decode_text(read_bytes(location), location)
+    text = decode_text(read_bytes(location), location, rows=True)
     if text.lstrip().startswith("{"):
         return _read_jsonl(text)
     return _read_csv(text, location)

@@ -178,8 +178,12 @@ def sniff_encoding(data: bytes) -> tuple[str, int] | None:
     return None
 
 
-def decode_text(data: bytes, location: str) -> str:
-    """Text in UTF-8 (a BOM is allowed) or UTF-16/32; binary data is refused clearly."""
+def decode_text(data: bytes, location: str, *, rows: bool = False) -> str:
+    """Text in UTF-8 (a BOM is allowed) or UTF-16/32; binary data is refused clearly.
+
+    With `rows`, a NUL past the first 64 KiB is left for the caller: a row-based
+    file (feedback) reports that one row and keeps the others.
+    """
     sniffed = sniff_encoding(data)
     codec, skip = sniffed or ("utf-8", 0)
     if sniffed is None and b"\x00" in data[:65536]:
@@ -190,7 +194,7 @@ def decode_text(data: bytes, location: str) -> str:
         name = "UTF-8" if codec == "utf-8" else f"UTF-8 or {codec.upper()}"
         offset = exc.start + skip
         raise ParseError(f"not {name} text (bad byte at offset {offset})", path=location) from None
-    if "\x00" in text:
+    if "\x00" in text and not rows:
         raise ParseError("binary data, not a text file", path=location)
     if not text.strip():
         raise ParseError("file is empty", path=location)
