@@ -12,6 +12,7 @@ import argparse
 import random
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -89,18 +90,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--emails", type=int, default=2_000)
     parser.add_argument("--items", type=int, default=20)
+    parser.add_argument(
+        "--untracked", action="store_true", help="plain links: no signed click/feedback URLs"
+    )
     parser.add_argument("--write", help="markdown file to record the result in")
     args = parser.parse_args()
+    settings = replace(SETTINGS, links=Links()) if args.untracked else SETTINGS
     work = digests(args.emails, args.items)
     feed = f"{BASE}/feeds/token.atom"
     started = time.perf_counter()
-    render_email(*work[0], SETTINGS, now=NOW, feed_url=feed).as_bytes()
+    render_email(*work[0], settings, now=NOW, feed_url=feed).as_bytes()
     first_ms = (time.perf_counter() - started) * 1000
     rendered, render_s, mime_s, size = 0, 0.0, 0.0, 0
     cpu = time.process_time()
     for digest, reader in work:
         started = time.perf_counter()
-        mail = render_email(digest, reader, SETTINGS, now=NOW, feed_url=feed)
+        mail = render_email(digest, reader, settings, now=NOW, feed_url=feed)
         middle = time.perf_counter()
         raw = mail.as_bytes()
         render_s += middle - started
@@ -112,7 +117,8 @@ def main() -> None:
     total = render_s + mime_s
     n = args.emails
     result = (
-        f"- Command: `python bench/bench_email.py --emails {n} --items {args.items}`\n"
+        f"- Command: `python bench/bench_email.py --emails {n} --items {args.items}"
+        f"{' --untracked' if args.untracked else ''}`\n"
         f"- Machine: {machine()}\n"
         f"- First email (includes per-process template compilation): {first_ms:.0f} ms\n"
         f"- `render_email`: {render_s / n * 1000:.2f} ms/email\n"
