@@ -11,6 +11,8 @@ import email.policy
 import re
 import subprocess
 import sys
+import textwrap
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -20,10 +22,24 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from digest.errors import ConfigError
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
-from digest.render.email import EmailSettings, RenderedEmail, _fit, clean, render_email, trim
+from digest.render.email import (
+    WIRE_POLICY,
+    EmailSettings,
+    RenderedEmail,
+    _excerpt,
+    _fit,
+    clean,
+    compile_html,
+    html_template,
+    render_email,
+    trim,
+    wrap,
+)
 from digest.render.links import Links
 from digest.tokens import TokenSigner
 
@@ -234,6 +250,50 @@ def test_lines_end_in_crlf_and_bodies_are_7bit_quoted_printable() -> None:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert [p["Content-Transfer-Encoding"] for p in msg.iter_parts()] == ["quoted-printable"] * 2
     assert "Schrödinger’s café 👩‍🔬" in msg.get_body(("plain",)).get_content()
+
+
+def mime_view(raw: bytes) -> tuple[list, list]:
+    """Headers and parts as a mail client reads them, the boundary replaced by "B"."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    boundary = msg.get_boundary()
+    head = [(name, value.replace(boundary, "B")) for name, value in msg.raw_items()]
+    return head, [(list(p.raw_items()), p.get_content()) for p in msg.iter_parts()]
+
+
+#: Bodies that test a quoted-printable encoder: trailing spaces, lone dots, "From ",
+#: "=", long lines with and without spaces, tabs, non-ASCII, bare CR and no final newline.
+TRICKY_BODIES = [
+    "",
+    "no final newline",
+    "trailing space \ntrailing tab\t\n",
+    ".\n..\nFrom here\n",
+    "a=b ==c =3D\n",
+    "x" * 300 + "\n" + "word " * 80 + "\n",
+    "é" * 100 + " 👩‍🔬 " * 20 + "\n\n",
+    "dos\r\nmac\rend\n",
+    "\x0c\x0b\x1c\x85\u2028 separators that are not line ends\n",
+]
+
+
+@pytest.mark.parametrize("body", TRICKY_BODIES)
+def test_as_bytes_reads_back_as_the_email_package_would_write_it(body: str) -> None:
+    headers = (
+        ("From", "Zoë's digest <digest@example.org>"),
+        ("To", "Zoë Ångström <zoe@example.org>"),
+        ("Subject", "café =?utf-8?q?not_an_encoded_word?= — 5 papers"),
+        ("Message-ID", "<digest.2026-03-11.zoe@digest.example.org>"),
+    )
+    mail = RenderedEmail("café", body, f"<p>{body}</p>", 1, 0, headers[3][1], headers)
+    raw = mail.as_bytes()
+    assert mime_view(raw) == mime_view(mail.message().as_bytes(policy=WIRE_POLICY))
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76  # RFC 2045's limit
+
+
+def test_a_rendered_message_reads_back_as_the_email_package_would_write_it() -> None:
+    mail = rendered(digest_of([*long_items(3), item(4, title="Zoë’s <b>café</b> = 1")]))
+    assert mime_view(mail.as_bytes()) == mime_view(mail.message().as_bytes(policy=WIRE_POLICY))
 
 
 @pytest.mark.parametrize(
@@ -455,6 +515,97 @@ def test_a_template_folder_overrides_by_name(tmp_path: Path) -> None:
     assert page(mail.html).titles  # the bundled MJML template still renders the HTML
 
 
+def test_the_html_template_is_compiled_once_with_the_per_email_tags_intact() -> None:
+    html = compile_html()
+    assert "<mj-" not in html and "[%" not in html and "[[" not in html
+    for tag in (
+        "<title>{{ subject }}</title>",
+        "{% for item in items %}",
+        "{% if not loop.first %}",
+        'href="{{ item.url }}"',
+        "{{ item.title }}",
+        'href="{{ unsubscribe_url }}"',
+    ):
+        assert tag in html, tag
+    assert html_template() is html_template()
+
+
+@pytest.mark.parametrize("count", [1, 20])
+def test_each_item_is_rendered_by_the_compiled_loop(count: int) -> None:
+    mail = rendered(digest_of([item(n) for n in range(1, count + 1)]))
+    assert mail.html.count('data-digest="item"') == count
+    assert page(mail.html).titles == [
+        f"Paper {n}: sparse attention for long documents" for n in range(1, count + 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "</mj-text></mj-column></mj-section><mj-raw><b>x</b></mj-raw>",
+        "{{ x }} {{ subject }}",
+        "{% raw %}{% endraw %} {% for i in items %}",
+        "{# x #} shown",
+        "[[ x ]] [[ subject ]]",
+        "[% x %] [% include 'email.txt.j2' %]",
+        "[# x #] shown",
+    ],
+)
+def test_template_syntax_of_either_stage_in_an_item_is_shown_as_text(title: str) -> None:
+    paper = item(1, title=title, abstract=title, authors=(title,))
+    mail = rendered(digest_of([paper], why=Explanation(interest=title, because_title=title)))
+    found = assert_safe(mail.html)
+    assert found.titles == [title]
+    assert found.text.count(title) == 6  # preheader, title, authors, abstract, reason twice
+    assert title in mail.text
+    assert mail.html.count('data-digest="item"') == 1
+
+
+def test_a_template_folder_can_override_the_item_partial(tmp_path: Path) -> None:
+    (tmp_path / "email_item.html.j2").write_text(
+        '<p data-digest="title" class="mine">{{ item.rank }}: {{ item.title }}</p>\n',
+        encoding="utf-8",
+    )
+    mail = rendered(digest_of([item(1), item(2)]), templates=str(tmp_path))
+    assert 'class="mine"' in mail.html
+    assert page(mail.html).titles == [
+        "1: Paper 1: sparse attention for long documents",
+        "2: Paper 2: sparse attention for long documents",
+    ]
+
+
+def mjml_override(folder: Path, card: str) -> str:
+    """A minimal `email.mjml.j2` in `folder` with `card` as its only column's content."""
+    (folder / "email.mjml.j2").write_text(
+        f"<mjml><mj-body><mj-section><mj-column>{card}</mj-column></mj-section></mj-body></mjml>",
+        encoding="utf-8",
+    )
+    return str(folder)
+
+
+def test_a_per_email_tag_that_mjml_drops_is_a_config_error(tmp_path: Path) -> None:
+    # MJML reads a column's width itself: the tag never reaches the HTML.
+    (tmp_path / "email.mjml.j2").write_text(
+        '<mjml><mj-body><mj-section><mj-column width="{{ width }}"><mj-text>{{ total }}'
+        "</mj-text></mj-column></mj-section></mj-body></mjml>",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"MJML dropped '\{\{ width \}\}'.*inside mj-text"):
+        rendered(digest_of([item(1)]), templates=str(tmp_path))
+
+
+def test_mjml_that_does_not_parse_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "email.mjml.j2").write_text("<mjml><mj-body>", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"email\.mjml\.j2.*MJML error"):
+        rendered(digest_of([item(1)]), templates=str(tmp_path))
+
+
+def test_an_unknown_name_in_the_html_template_is_a_config_error(tmp_path: Path) -> None:
+    folder = mjml_override(tmp_path, "<mj-text>{{ no_such_value }}</mj-text>")
+    with pytest.raises(ConfigError, match=r"email\.mjml\.j2.*no_such_value"):
+        rendered(digest_of([item(1)]), templates=folder)
+
+
 # --- Size cap -----------------------------------------------------------------------------
 
 
@@ -510,6 +661,14 @@ def test_a_larger_cap_shows_more_items() -> None:
         assert len(mail.html.encode("utf-8")) <= cap
         shown.append(mail.shown)
     assert 0 < shown[0] < shown[1] < shown[2] < 40
+
+
+def test_the_cut_is_exact_to_the_byte() -> None:
+    digest = digest_of(long_items(12))
+    size = len(rendered(digest, max_html_bytes=10**7).html.encode("utf-8"))
+    assert rendered(digest, max_html_bytes=size).shown == 12
+    cut = rendered(digest, max_html_bytes=size - 1)
+    assert cut.shown == 11 and len(cut.html.encode("utf-8")) <= size - 1
 
 
 def test_a_cut_without_a_feed_says_the_rest_did_not_fit() -> None:
@@ -621,6 +780,36 @@ def test_trim_cuts_at_a_word_with_an_ellipsis() -> None:
     assert trim("short", 10) == "short"
     assert trim("one two three four five", 14) == "one two three…"
     assert trim("x" * 50, 10) == "x" * 9 + "…"
+
+
+def test_clean_drops_exactly_controls_surrogates_and_bidi_formatting() -> None:
+    bidi = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+    unseen = bidi | {0xFEFF, 0xFFFE, 0xFFFF}
+    for code in [*range(0x10000), 0x1F469, 0xE0001, 0x10FFFF]:  # Cc and Cs are all in the BMP
+        ch = chr(code)
+        dropped = code in unseen or unicodedata.category(ch) in ("Cc", "Cs")
+        if ch in "\t\n\r" or (ch.isspace() and not dropped):
+            expected = "a b"
+        else:
+            expected = "ab" if dropped else f"a{ch}b"
+        assert clean(f"a{ch}b") == expected, hex(code)
+
+
+#: Cleaned text: words of letters, hyphens and punctuation, single spaces between them.
+cleaned_text = st.lists(
+    st.text(st.sampled_from("abcdefghij-–,.…é👩"), min_size=1, max_size=30), max_size=40
+).map(" ".join)
+
+
+@given(cleaned_text, st.integers(1, 90))
+def test_wrap_is_jinjas_wordwrap_without_breaking_words(text: str, width: int) -> None:
+    lines = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+    assert wrap(text, width) == "\n".join(lines)
+
+
+@given(st.text(st.sampled_from("ab \t\n\x00\u202e\ud800é")), st.integers(1, 20))
+def test_excerpt_is_trim_of_clean(text: str, limit: int) -> None:
+    assert _excerpt(text, limit) == trim(clean(text), limit)
 
 
 def test_the_renderer_imports_neither_numpy_nor_the_store_nor_the_model() -> None:

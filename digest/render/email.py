@@ -1,20 +1,26 @@
 """The email renderer: one digest as a multipart/alternative message, text then HTML.
 
-Jinja renders `email.mjml.j2` (autoescaped) and `email.txt.j2`; mjml-python turns the
-MJML into the table-based, inline-styled HTML that mail clients lay out alike. Item
-fields are untrusted: they are cleaned of control and bidi characters here, escaped by
-the template, and only http(s) URLs ever become links. Gmail clips a message whose HTML
-passes about 102 KB, hiding the footer with its unsubscribe link, so the HTML is kept
-under `EmailSettings.max_html_bytes` by dropping items from the end and pointing the
-reader at their feed for the rest.
+mjml-python turns `email.mjml.j2` into the table-based, inline-styled HTML that mail
+clients lay out alike. That costs milliseconds, so it happens once per process: the
+MJML (with no values in it) is compiled to HTML that still holds the per-email Jinja
+tags, and each email is then one autoescaped Jinja render of that HTML, plus one of
+`email.txt.j2`. Item fields are untrusted: they are cleaned of control and bidi
+characters here, escaped by the templates, and only http(s) URLs ever become links.
+Gmail clips a message whose HTML passes about 102 KB, hiding the footer with its
+unsubscribe link, so the HTML is kept under `EmailSettings.max_html_bytes` by dropping
+items from the end and pointing the reader at their feed for the rest.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import random
 import re
-import unicodedata
-from collections.abc import Callable
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.errors import HeaderParseError
@@ -22,14 +28,16 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from functools import lru_cache
 from urllib.parse import urlsplit
 
+import jinja2
 from mjml import mjml2html
 
 from digest.errors import ConfigError
 from digest.records import Explanation, Pick, ReaderDigest, Recipient
 from digest.render.links import Links, is_web_url
-from digest.render.templates import render
+from digest.render.templates import environment
 
 #: Folding long headers breaks List-Unsubscribe URLs in some receivers; never fold.
 #: (Bodies are quoted-printable, so no body line comes near SMTP's 998-octet limit.)
@@ -48,15 +56,29 @@ _MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
 )  # fmt: skip
-_SPACES = frozenset("\t\n\r\u2028\u2029")
-#: Bidi embeddings, overrides, isolates and marks reorder what a reader sees (U+202E
-#: makes "gpj.exe" read as "exe.jpg"); a BOM and the noncharacters U+FFFE/U+FFFF are
-#: not text. Displayed text drops them all.
-_INVISIBLE = frozenset(
-    {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
-    | {0xFEFF, 0xFFFE, 0xFFFF}
+#: What displayed text drops: C0 and C1 controls but the line breaks and tabs that
+#: `clean` turns into spaces, lone surrogates (not encodable), and bidi embeddings,
+#: overrides, isolates and marks, which reorder what a reader sees (U+202E makes
+#: "gpj.exe" read as "exe.jpg"); also a BOM and the noncharacters U+FFFE and U+FFFF.
+_UNSEEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff"
+    "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]"
 )
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+HTML_TEMPLATE = "email.mjml.j2"
+TEXT_TEMPLATE = "email.txt.j2"
+#: The MJML template's compile-time syntax; `{% %}`, `{{ }}` and `{# #}` are left for
+#: each email, and must come through mjml2html unchanged.
+_COMPILE_SYNTAX = {
+    "block_start_string": "[%",
+    "block_end_string": "%]",
+    "variable_start_string": "[[",
+    "variable_end_string": "]]",
+    "comment_start_string": "[#",
+    "comment_end_string": "#]",
+}
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 
 
 @dataclass(frozen=True)
@@ -105,8 +127,48 @@ class RenderedEmail:
         return msg
 
     def as_bytes(self) -> bytes:
-        """The message as it goes on the wire: CRLF line ends, headers never folded."""
-        return self.message().as_bytes(policy=WIRE_POLICY)
+        """The message as it goes on the wire: CRLF line ends, headers never folded.
+
+        The message `message().as_bytes(policy=WIRE_POLICY)` gives, headers and bodies
+        reading back the same, but written directly: the email package takes several
+        milliseconds to build and serialise one, mostly re-parsing headers and encoding
+        bodies in Python. Here ASCII headers go out as they are and the bodies through
+        binascii's quoted-printable encoder.
+        """
+        if not any(name == "To" for name, _ in self.headers):
+            raise ValueError("the recipient has no email address: skip them or give one")
+        # A quoted-printable body never has "==" in it, so it cannot hold the boundary.
+        boundary = f"==============={random.randrange(sys.maxsize):019d}=="
+        parts = [_header(name, value) for name, value in self.headers]
+        parts += [
+            b"MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
+        ]
+        for subtype, body in (("plain", self.text), ("html", self.html)):
+            parts += [
+                f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'.encode(),
+                b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+                _quoted_printable(body),
+                b"\r\n",  # the delimiter's own line break: the body keeps its last one
+            ]
+        parts.append(f"--{boundary}--\r\n".encode())
+        return b"".join(parts)
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header line; only values that are not plain ASCII go through the email package."""
+    if value.isascii() and value.isprintable() and "=?" not in value:
+        return f"{name}: {value}\r\n".encode("ascii")
+    return WIRE_POLICY.fold_binary(name, WIRE_POLICY.header_store_parse(name, value)[1])
+
+
+def _quoted_printable(text: str) -> bytes:
+    """A body as quoted-printable UTF-8 with CRLF line ends, ending in a line end."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    data = text.replace("\n", "\r\n").encode("utf-8")
+    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
 
 
 @dataclass(frozen=True)
@@ -150,24 +212,83 @@ def render_email(
     subject = email_subject(digest, settings.site_name)
     context = _page_context(digest, recipient, settings, subject, feed_url, unsubscribe or mailto)
 
+    html_page, text_page = html_template(settings.templates), text_template(settings.templates)
+
     def html_for(n: int) -> str:
         shown = items[:n]
-        mjml = render(
-            "email.mjml.j2",
-            settings.templates,
-            **context,
-            items=shown,
-            hidden=len(items) - n,
-            preheader=_preheader(shown),
-        )
-        return mjml2html(mjml, disable_comments=True, fonts={}) + "\n"
+        with _template_errors(HTML_TEMPLATE):
+            return html_page.render(
+                context, items=shown, hidden=len(items) - n, preheader=_preheader(shown)
+            )
 
     shown, html = _fit(len(items), html_for, settings.max_html_bytes)
     hidden = len(items) - shown
-    text = render("email.txt.j2", settings.templates, **context, items=items[:shown], hidden=hidden)
+    with _template_errors(TEXT_TEMPLATE):
+        text = text_page.render(context, items=items[:shown], hidden=hidden)
     message_id = make_message_id(digest, settings.list_id)
     headers = _headers(recipient, settings, subject, now, message_id, unsubscribe, mailto)
     return RenderedEmail(subject, text, html, shown, hidden, message_id, headers)
+
+
+@lru_cache(maxsize=8)
+def html_template(templates: str | None = None) -> jinja2.Template:
+    """The HTML body's template, compiled once per process and templates folder.
+
+    Autoescaped, and an undefined name is an error: see `compile_html`.
+    """
+    html = compile_html(templates)
+    try:
+        return environment(templates).overlay(autoescape=True).from_string(html)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"template {HTML_TEMPLATE!r} after MJML: {exc.message}") from None
+
+
+def compile_html(templates: str | None = None) -> str:
+    """`email.mjml.j2` through MJML: HTML that still holds the per-email Jinja tags.
+
+    Only our own template text goes through MJML: its `[% %]` stage has no values, so
+    no item text can change the layout. The per-email `{{ }}`, `{% %}` and `{# #}` tags
+    must come out of mjml2html as they went in (it copies the content of mj-text and
+    mj-raw verbatim, and drops stray text elsewhere): a template where one does not is
+    a ConfigError, rather than an email with a silently missing part.
+    """
+    with _template_errors(HTML_TEMPLATE):
+        env = environment(templates).overlay(**_COMPILE_SYNTAX)
+        mjml = env.get_template(HTML_TEMPLATE).render()
+    try:
+        html = mjml2html(mjml, disable_comments=True, fonts={}) + "\n"
+    except ValueError as exc:
+        raise ConfigError(f"template {HTML_TEMPLATE!r}: MJML error: {exc}") from None
+    lost = Counter(_JINJA_TAG.findall(mjml)) - Counter(_JINJA_TAG.findall(html))
+    if lost:
+        raise ConfigError(
+            f"template {HTML_TEMPLATE!r}: MJML dropped {next(iter(lost))!r}; per-email "
+            "tags belong inside mj-text or mj-raw"
+        )
+    return html
+
+
+@lru_cache(maxsize=8)
+def text_template(templates: str | None = None) -> jinja2.Template:
+    """`email.txt.j2`, loaded once per process and templates folder, with `wrap` as a filter."""
+    env = environment(templates).overlay()
+    env.filters = {**env.filters, "wrap": wrap}  # an overlay shares its parent's dict
+    with _template_errors(TEXT_TEMPLATE):
+        return env.get_template(TEXT_TEMPLATE)
+
+
+@contextmanager
+def _template_errors(name: str) -> Iterator[None]:
+    """Jinja's errors as ConfigErrors naming the template, as `templates.render` words them."""
+    try:
+        yield
+    except jinja2.TemplateNotFound as exc:
+        raise ConfigError(f"template {exc.name!r} not found") from None
+    except jinja2.TemplateSyntaxError as exc:
+        where = f"{exc.filename or name}:{exc.lineno}"
+        raise ConfigError(f"{where}: template error: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise ConfigError(f"template {name!r}: {exc.message}") from None
 
 
 def email_subject(digest: ReaderDigest, site_name: str = "digest") -> str:
@@ -192,19 +313,31 @@ def make_message_id(digest: ReaderDigest, domain: str) -> str:
 def clean(text: str | None) -> str:
     """Text safe to display on one line: no control, bidi or surrogate characters.
 
-    Control characters could confuse the MJML parser or a terminal, bidi overrides
+    Control characters could confuse a mail client or a terminal, bidi overrides
     reorder what the reader sees, and a lone surrogate cannot be encoded as UTF-8.
     Line breaks and tabs become spaces, and runs of spaces collapse to one.
     """
     if not text:
         return ""
-    kept = []
-    for ch in text:
-        if ch in _SPACES:
-            kept.append(" ")
-        elif ord(ch) not in _INVISIBLE and unicodedata.category(ch) not in ("Cc", "Cs"):
-            kept.append(ch)
-    return " ".join("".join(kept).split())
+    # str.split() also splits on \t, \n, \r, U+2028 and U+2029, so they become spaces.
+    return " ".join(_UNSEEN.sub("", text).split())
+
+
+def wrap(text: str, width: int) -> str:
+    """`text` in lines of at most `width` characters, broken only at spaces.
+
+    A word longer than `width` gets a line of its own, and runs of whitespace count as
+    one space. On cleaned text this is Jinja's `wordwrap(width, break_long_words=False,
+    break_on_hyphens=False)`, many times faster: that one goes through textwrap.
+    """
+    return "\n".join(_line_pattern(max(width, 1)).findall(" ".join(text.split())))
+
+
+@lru_cache(maxsize=16)
+def _line_pattern(width: int) -> re.Pattern[str]:
+    # The longest run of at most `width` characters that ends before a space or at the
+    # end; failing that (a word longer than `width`), the whole next word.
+    return re.compile(rf"\S.{{0,{width - 1}}}(?= |$)|\S+")
 
 
 def trim(text: str, limit: int) -> str:
@@ -243,10 +376,10 @@ def _item_view(pick: Pick, digest: ReaderDigest, links: Links) -> ItemView:
     item = pick.item
     return ItemView(
         rank=pick.rank,
-        title=trim(clean(item.title), TITLE_CHARS) or "(untitled)",
+        title=_excerpt(item.title, TITLE_CHARS) or "(untitled)",
         url=_web(links.item(digest.audience, item, digest.day)),
         authors=_authors(item.authors),
-        abstract=trim(clean(item.abstract), ABSTRACT_CHARS),
+        abstract=_excerpt(item.abstract, ABSTRACT_CHARS),
         extra_links=_extra_links(item.code_url, item.project_urls, item.url),
         why=_why_parts(pick.why),
         why_text=clean(pick.why.text()),
@@ -256,8 +389,19 @@ def _item_view(pick: Pick, digest: ReaderDigest, links: Links) -> ItemView:
     )
 
 
+def _excerpt(text: str | None, limit: int) -> str:
+    """`trim(clean(text), limit)`, cleaning no more of a long text than can be shown."""
+    if text and len(text) > 2 * limit:
+        # Cleaning only drops characters and collapses spaces, so a cleaned prefix that is
+        # still longer than `limit` trims to what the whole text would.
+        head = clean(text[: 2 * limit])
+        if len(head) > limit:
+            return trim(head, limit)
+    return trim(clean(text), limit)
+
+
 def _authors(authors: tuple[str, ...]) -> str:
-    names = [trim(clean(a), AUTHOR_CHARS) for a in authors]
+    names = [_excerpt(a, AUTHOR_CHARS) for a in authors]
     names = [n for n in names if n]
     if len(names) <= AUTHORS_SHOWN:
         return ", ".join(names)
@@ -272,8 +416,8 @@ def _extra_links(
     pages = [url for url in project_urls if _web(url)][:PROJECT_LINKS]
     found: list[tuple[str, str]] = []
     seen = {paper_url}
-    for label, url in [("Code", code_url), *((None, url) for url in pages)]:
-        if url and _web(url) and url not in seen:
+    for label, url in [("Code", _web(code_url)), *((None, url) for url in pages)]:
+        if url and url not in seen:
             found.append((label or _host(url), url))
             seen.add(url)
     return tuple(found)
@@ -283,9 +427,9 @@ def _why_parts(why: Explanation) -> tuple[tuple[str, str], ...]:
     parts = []
     whose, who = (f"{clean(why.reader)}'s", clean(why.reader)) if why.reader else ("your", "you")
     if why.interest:
-        parts.append((f"Matches {whose} interest", trim(clean(why.interest), 80)))
+        parts.append((f"Matches {whose} interest", _excerpt(why.interest, 80)))
     if why.because_title:
-        parts.append((f"Because {who} read", trim(clean(why.because_title), 90)))
+        parts.append((f"Because {who} read", _excerpt(why.because_title, 90)))
     if why.terms:
         parts.append(("Shared terms", trim(", ".join(clean(t) for t in why.terms), 120)))
     return tuple(parts) or (("", "Readers with interests like yours read papers like this"),)
