@@ -1,22 +1,28 @@
 """Signed link tokens: who did what to which item, from which digest.
 
-A token is an itsdangerous URL-safe serialisation of `[reader, item, action, day]`
-signed with HMAC-SHA256 under the deployment's secret. The server trusts nothing
-else in a request: a tampered, truncated or foreign token verifies as nothing.
+A token is `<payload>.<signature>`, both URL-safe base64 without padding: the
+payload is `reader`, `item`, `action` and `day` joined by a unit separator, and the
+signature is HMAC-SHA256 of it under the deployment's secret, cut to 128 bits. The
+server trusts nothing else in a request: a tampered, truncated or foreign token
+verifies as nothing. A digest carries about sixty links per email, so signing uses
+the standard library's `hmac` directly (a prepared key, copied per token).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import date
-
-from itsdangerous import BadSignature, URLSafeSerializer
 
 from digest.errors import DigestError
 
 ACTIONS = ("click", "more", "less", "unsubscribe")
-_SALT = "digest-link-v1"
+_SALT = "digest-link-v2|"
+_SEP = "\x1f"
+_MAC_BYTES = 16
 #: A secret shorter than this is refused: HMAC is only as strong as its key.
 MIN_SECRET = 16
 
@@ -41,31 +47,46 @@ class TokenSigner:
     def __init__(self, secret: str):
         if len(secret) < MIN_SECRET:
             raise DigestError(f"the link secret must be at least {MIN_SECRET} characters")
-        self._serializer = URLSafeSerializer(
-            secret, salt=_SALT, signer_kwargs={"digest_method": hashlib.sha256}
-        )
+        self._key = hmac.new(_SALT.encode() + secret.encode("utf-8"), digestmod=hashlib.sha256)
+
+    def _mac(self, payload: bytes) -> bytes:
+        mac = self._key.copy()
+        mac.update(payload)
+        return mac.digest()[:_MAC_BYTES]
 
     def sign(self, reader: str, item_id: str, action: str, day: date) -> str:
         """A token for one link."""
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}")
-        return str(self._serializer.dumps([reader, item_id, action, day.isoformat()]))
+        if _SEP in reader or _SEP in item_id:
+            raise ValueError("reader and item ids cannot hold the separator")
+        payload = _SEP.join((reader, item_id, action, day.isoformat())).encode("utf-8")
+        return f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
     def verify(self, token: str) -> LinkToken:
         """The token's content, or TokenError when it is not one of ours."""
+        body, dot, signature = token.partition(".")
         try:
-            data = self._serializer.loads(token)
-        except (BadSignature, UnicodeError, ValueError, TypeError):
+            payload, mac = _unb64(body), _unb64(signature)
+        except (binascii.Error, ValueError):
             raise TokenError("invalid link") from None
-        if not (
-            isinstance(data, list) and len(data) == 4 and all(isinstance(v, str) for v in data)
-        ):
-            raise TokenError("invalid link")
-        reader, item_id, action, day = data
-        if action not in ACTIONS:
+        if not dot or not hmac.compare_digest(mac, self._mac(payload)):
             raise TokenError("invalid link")
         try:
+            reader, item_id, action, day = payload.decode("utf-8").split(_SEP)
             when = date.fromisoformat(day)
         except ValueError:
             raise TokenError("invalid link") from None
+        if action not in ACTIONS:
+            raise TokenError("invalid link")
         return LinkToken(reader, item_id, action, when)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    if not text.isascii():
+        raise ValueError("not base64")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
