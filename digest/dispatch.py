@@ -8,6 +8,12 @@ have deterministic names, so redoing a write replaces, never duplicates.
 SMTP is the one channel with a window no local step can close: a message the
 server accepted just before the process died is recorded as "sending", and the
 next run sends it again with the same Message-ID (mail clients show one copy).
+
+A `DeliveryError` means a channel cannot go on in this run (a folder that cannot be
+written, a mail server that cannot be reached or refuses the login): that recipient's
+delivery is recorded as failed, the channel is not attempted again for the others,
+and every other channel still goes out. Failed and unattempted deliveries are tried
+again by the next run of the day.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ class Outcome:
 
     audience: str
     channel: str
-    status: str  # delivered | failed | skipped | dry-run
+    status: str  # delivered | failed | skipped | not attempted | dry-run
     detail: str = ""
 
 
@@ -55,6 +61,8 @@ class Dispatcher:
     links: Links = field(init=False)
     posts: list[WikiPost] = field(default_factory=list)
     _transport: Transport | None = None
+    #: Channels that failed for good in this run, and why.
+    _down: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         secret = self.settings.secret()
@@ -71,36 +79,63 @@ class Dispatcher:
         self, digest: ReaderDigest, recipient: Recipient, digest_id: int, done: set[str]
     ) -> list[Outcome]:
         """Every channel of `recipient` not yet in `done`, in a fixed order."""
-        out = []
-        for channel in CHANNELS:
-            if channel in recipient.channels and channel not in done:
-                out.append(getattr(self, f"_{channel}")(digest, recipient, digest_id))
-        return out
+        return [
+            self._channel(channel, digest, recipient, digest_id)
+            for channel in CHANNELS
+            if channel in recipient.channels and channel not in done
+        ]
+
+    def _channel(
+        self, channel: str, digest: ReaderDigest, recipient: Recipient, digest_id: int
+    ) -> Outcome:
+        if channel in self._down:
+            return Outcome(recipient.audience, channel, "not attempted", self._down[channel])
+        try:
+            return getattr(self, f"_{channel}")(digest, recipient, digest_id)
+        except DeliveryError as exc:
+            reason = " ".join(str(exc).split())
+            self._down[channel] = reason
+            if not self.dry_run:
+                # Replaces a "sending" row: that message was not accepted.
+                self.store.record_delivery(digest_id, channel, "failed", detail=reason)
+            return Outcome(recipient.audience, channel, "failed", reason)
 
     def finish(self) -> list[Outcome]:
-        """Close the mail connection and commit the day's wiki posts (one commit)."""
+        """Close the mail connection and commit the day's wiki posts (one commit).
+
+        A failed commit is an outcome, not an exception: the posts are written and
+        recorded, and the next run of the day commits them.
+        """
         if self._transport is not None:
             self._transport.close()
         if self.dry_run or not self.posts or not self.settings.wiki.commit:
             return []
         root = self.settings.wiki_dir().resolve()
         paths = [root / post.path for post in self.posts]
-        sha = commit_posts(root, paths, commit_message(self.posts))
+        try:
+            sha = commit_posts(root, paths, commit_message(self.posts))
+        except DeliveryError as exc:
+            return [Outcome("wiki", "commit", "failed", " ".join(str(exc).split()))]
         return [Outcome("wiki", "commit", "delivered", sha)] if sha else []
 
     # -- email ---------------------------------------------------------------------------
 
     def _email(self, digest: ReaderDigest, recipient: Recipient, digest_id: int) -> Outcome:
         address = recipient.email
-        if not address or not valid_email(address):
-            return Outcome(recipient.audience, "email", "skipped", f"no valid address: {address!r}")
+        if not address:
+            why = "no email address (the profile has channel 'email')"
+            return Outcome(recipient.audience, "email", "skipped", why)
+        if not valid_email(address):
+            return Outcome(recipient.audience, "email", "skipped", f"{address!r} is not an address")
         rendered = render_email(
             digest, recipient, self.email_settings(), now=self.now,
             feed_url=self._feed_url(recipient, "atom") if "feed" in recipient.channels else None,
         )  # fmt: skip
         message = rendered.as_bytes()
         if self.dry_run:
-            return Outcome(recipient.audience, "email", "dry-run", rendered.subject)
+            return Outcome(
+                recipient.audience, "email", "dry-run", f"to {address}: {rendered.subject}"
+            )
         transport = self._mail()
         if isinstance(transport, SmtpTransport):
             # Recorded before sending: if we die after the server accepts, the next run
@@ -153,7 +188,9 @@ class Dispatcher:
     def _feed(self, digest: ReaderDigest, recipient: Recipient, digest_id: int) -> Outcome:
         days = self.settings.feeds.days
         since = (self.day - timedelta(days=days - 1)).isoformat()
-        ids = self.store.recent_digests(recipient.audience, since, self.day.isoformat())
+        # Later days too: re-running an earlier day must not take newer entries out
+        # (render_feed keeps the newest `days` days of what it is given).
+        ids = self.store.recent_digests(recipient.audience, since, "9999-12-31")
         history = [d for d in self.store.digests(ids).values() if d.day != self.day]
         window = [digest, *history]
         folder = self.settings.feeds_dir()
