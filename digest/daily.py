@@ -302,6 +302,8 @@ def run_lock(db: str) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None
+    if fcntl is None or db == ":memory:":
         yield
         return
     path = Path(f"{db}.lock")
@@ -342,6 +344,8 @@ class RunReport:
     delivered: dict[str, int] = field(default_factory=dict)
     already: int = 0
     failures: list[str] = field(default_factory=list)
+    #: "grace (email)" for every delivery that failed or was skipped, for the summary.
+    undelivered: list[str] = field(default_factory=list)
     #: Per channel, deliveries not tried because the channel failed earlier in the run.
     not_attempted: dict[str, int] = field(default_factory=dict)
     #: Readers and teams left out because their profile file is invalid.
@@ -375,6 +379,7 @@ class RunReport:
             self.failures.append(
                 f"{outcome.audience}: {outcome.channel} {outcome.status}: {outcome.detail}"
             )
+            self.undelivered.append(f"{outcome.audience} ({outcome.channel})")
 
     def summary(self) -> str:
         """A few lines: the day, what was planned, what went out, and where."""
@@ -390,7 +395,10 @@ class RunReport:
             f"  delivered: {done}; {self.already} already delivered earlier",
         ]
         if self.failures:
-            lines.append(f"  failed: {len(self.failures)} (see the error lines above)")
+            names = ", ".join(self.undelivered[:10])
+            more = f" and {len(self.undelivered) - 10} more" if len(self.undelivered) > 10 else ""
+            who = f": {names}{more}" if names else ""
+            lines.append(f"  failed: {len(self.failures)}{who} (see the error lines above)")
         if self.not_attempted:
             counts = ", ".join(f"{n} {c}" for c, n in sorted(self.not_attempted.items()))
             lines.append(f"  not attempted: {counts} (the channel failed earlier in this run)")
@@ -564,9 +572,15 @@ def preview(
         rendered = render_email(digest, recipient[0], dispatcher.email_settings(), now=utc_now())
     finally:
         ws.close()
-    html = Path(out) if out else Path(settings.output.dir) / "preview" / f"{user}-{when}.html"
+    name = f"{recipient[0].handle}-{when}.html"
+    html = Path(out) if out else Path(settings.output.dir) / "preview" / name
     text = html.with_suffix(".txt")
-    html.parent.mkdir(parents=True, exist_ok=True)
-    html.write_text(rendered.html, encoding="utf-8")
-    text.write_text(rendered.text, encoding="utf-8")
+    if text == html:  # --out preview.txt: the text must not overwrite the HTML
+        text = html.with_name(f"{html.name}.txt")
+    for path, body in ((html, rendered.html), (text, rendered.text)):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body, encoding="utf-8")
+        except OSError as exc:
+            raise DigestError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return [html, text]

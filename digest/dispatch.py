@@ -31,7 +31,7 @@ from digest.records import ReaderDigest, Recipient
 from digest.render.email import EmailSettings, render_email
 from digest.render.feeds import FeedSettings, render_feed
 from digest.render.links import Links
-from digest.render.wiki import WikiPost, render_post
+from digest.render.wiki import WikiPost, post_path, render_post
 from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import TokenSigner
@@ -63,6 +63,8 @@ class Dispatcher:
     _transport: Transport | None = None
     #: Channels that failed for good in this run, and why.
     _down: dict[str, str] = field(default_factory=dict)
+    #: Every feed file and wiki post of the run, and whose it is.
+    _owners: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         secret = self.settings.secret()
@@ -78,12 +80,38 @@ class Dispatcher:
     def deliver(
         self, digest: ReaderDigest, recipient: Recipient, digest_id: int, done: set[str]
     ) -> list[Outcome]:
-        """Every channel of `recipient` not yet in `done`, in a fixed order."""
-        return [
-            self._channel(channel, digest, recipient, digest_id)
-            for channel in CHANNELS
-            if channel in recipient.channels and channel not in done
-        ]
+        """Every channel of `recipient` not yet in `done`, in a fixed order.
+
+        A feed file or wiki post another audience of this run already owns (reader
+        `efficiency` and team `efficiency` share a post name) fails instead of
+        overwriting it; readers come before teams, so the reader keeps it.
+        """
+        out = []
+        for channel in CHANNELS:
+            if channel not in recipient.channels:
+                continue
+            clash = self._claim(channel, recipient, digest)
+            if channel in done:
+                continue
+            if clash:
+                out.append(Outcome(recipient.audience, channel, "failed", clash))
+            else:
+                out.append(self._channel(channel, digest, recipient, digest_id))
+        return out
+
+    def _claim(self, channel: str, recipient: Recipient, digest: ReaderDigest) -> str | None:
+        """Take the run's output names of `channel` for `recipient`; why not, if taken."""
+        if channel == "feed":
+            names = [f"feeds/{_file_stem(recipient)}.{kind}" for kind in ("atom", "rss")]
+        elif channel == "wiki":
+            names = [f"wiki/{post_path(digest.day, digest.name)}"]
+        else:
+            return None  # one outbox name per reader handle; teams get no email
+        for name in names:
+            owner = self._owners.setdefault(name, recipient.audience)
+            if owner != recipient.audience:
+                return f"{name} is {owner}'s already: rename the reader or the team"
+        return None
 
     def _channel(
         self, channel: str, digest: ReaderDigest, recipient: Recipient, digest_id: int
@@ -127,11 +155,16 @@ class Dispatcher:
             return Outcome(recipient.audience, "email", "skipped", why)
         if not valid_email(address):
             return Outcome(recipient.audience, "email", "skipped", f"{address!r} is not an address")
-        rendered = render_email(
-            digest, recipient, self.email_settings(), now=self.now,
-            feed_url=self._feed_url(recipient, "atom") if "feed" in recipient.channels else None,
-        )  # fmt: skip
-        message = rendered.as_bytes()
+        feed_url = self._feed_url(recipient, "atom") if "feed" in recipient.channels else None
+        try:
+            rendered = render_email(
+                digest, recipient, self.email_settings(), now=self.now, feed_url=feed_url
+            )
+            message = rendered.as_bytes()
+        except ValueError as exc:
+            # An address the profile rule lets through but RFC 5322 does not ("a..b@x.org",
+            # a non-ASCII local part): that reader's email only, not the whole run.
+            return Outcome(recipient.audience, "email", "skipped", str(exc))
         if self.dry_run:
             return Outcome(
                 recipient.audience, "email", "dry-run", f"to {address}: {rendered.subject}"

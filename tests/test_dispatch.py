@@ -159,3 +159,29 @@ def test_a_dry_run_after_a_failure_says_what_the_next_run_would_redo(site: Site)
     assert "delivered: 1 email (dry-run); 7 already delivered earlier" in dry.stdout
     assert "would send sam: email to sam@example.org: digest for Wed 11 Mar 2026" in dry.stdout
     assert site.deliveries() == before
+
+
+def test_a_reader_named_like_a_team_never_overwrites_its_outputs(site: Site) -> None:
+    """Reader `efficiency` and team `efficiency` would share a wiki post name, and reader
+    `team-efficiency` the team's feed file. The reader keeps the name (readers come first),
+    the team's delivery fails naming the owner, and nothing is overwritten."""
+    site.add_reader("efficiency", name="Eff", interests=["quantization"], channels=["wiki"])
+    site.add_reader("team-efficiency", name="TE", interests=["kv cache"], channels=["feed"])
+    result = site.run("--date", DAY1)
+    assert result.exit_code == 1
+    post = f"wiki/2026/03/{DAY1}-efficiency.md"
+    assert f"error: team:efficiency: wiki failed: {post} is efficiency's already" in result.stderr
+    assert (
+        "error: team:efficiency: feed failed: feeds/team-efficiency.atom is team-efficiency's"
+        in result.stderr
+    )
+    by_title = site.item_ids_by_title()
+    [written] = [p for p in site.wiki_posts() if p.name == f"{DAY1}-efficiency.md"]
+    assert wiki_items(written, by_title) == site.planned(DAY1)["efficiency"]
+    assert feed_items(site.feeds()["team-efficiency"]) == {
+        DAY1: site.planned(DAY1)["team-efficiency"]
+    }
+    statuses = {k: s for k, (s, _) in site.deliveries().items()}
+    assert ("team:efficiency", DAY1, "wiki") not in statuses
+    assert statuses[("efficiency", DAY1, "wiki")] == "delivered"
+    assert "team:efficiency" not in site.sends()

@@ -714,7 +714,7 @@ def test_smtp_permanent_failure_fails_that_reader_only_and_is_retried_next_run(
         "error: grace: email failed: 550 5.1.1 <grace@example.org>: mailbox unavailable"
         in first.stderr
     )
-    assert "failed: 1" in first.stdout
+    assert "failed: 1: grace (email) (see the error lines above)" in first.stdout
     assert set(server.by_recipient()) == {"ada@example.org", "sam@example.org"}
     assert site.deliveries()[("grace", DAY1, "email")] == ("failed", 1)
     assert "grace" not in site.sends("email")
@@ -819,13 +819,19 @@ def test_a_reader_with_an_invalid_address_is_reported_and_the_others_get_theirs(
     warns naming the file and key, skips that reader on every channel (their mutes cannot
     be trusted either), delivers everyone else, names the reader in the summary and exits 1
     so that cron reports it. A reader on the email channel with no address at all gets
-    their other channels and an error line; that is a failure (exit 1) too.
+    their other channels and an error line; that is a failure (exit 1) too, as is an
+    address the profile rule accepts but no mail message can carry ("dot..dot@...").
     """
     site.add_reader(
         "bob", name="Bob", email="bob(at)example.org", interests=["quantization"],
         channels=["email", "feed"],
     )  # fmt: skip
     site.add_reader("cy", name="Cy", interests=["world models"], channels=["email", "feed"])
+    # Passes the profile rule, but is no RFC 5322 address: it must not stop the run.
+    site.add_reader(
+        "dot", name="Dot", email="dot..dot@example.org", interests=["calibration"],
+        channels=["email", "feed"],
+    )  # fmt: skip
     result = site.run("--date", DAY1)
     assert result.exit_code == 1
     bob = site.root / "profiles" / "bob.toml"
@@ -836,7 +842,13 @@ def test_a_reader_with_an_invalid_address_is_reported_and_the_others_get_theirs(
     assert "error: cy: email skipped: no email address (the profile has channel 'email')" in (
         result.stderr
     )
+    assert (
+        "error: dot: email skipped: 'dot..dot@example.org' is not an email address "
+        "(recipient dot)" in result.stderr
+    )
+    assert "Traceback" not in result.output
     assert set(site.emails()) == set(EMAIL_READERS)
+    assert site.deliveries()[("dot", DAY1, "feed")] == ("delivered", 1)
     assert "bob" not in site.feeds() and "bob" not in site.planned(DAY1)
     assert site.deliveries()[("cy", DAY1, "feed")] == ("delivered", 1)
     assert ("cy", DAY1, "email") not in site.deliveries()
@@ -952,3 +964,20 @@ def test_progress_on_a_pipe_is_plain_lines_and_failures_one_line(
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         next(line for line in err.splitlines() if "cannot reach" in line)
     ]
+
+
+def test_preview_to_a_named_file(site: Site, tmp_path: Path) -> None:
+    assert site.run("--date", DAY1, "--only", "sam").exit_code == 0
+    target = tmp_path / "elsewhere" / "sam.txt"
+    shown = site.cli("preview", "--user", "SAM", "--date", DAY1, "--out", str(target))
+    assert shown.exit_code == 0, shown.output
+    html, text = (Path(line) for line in shown.stdout.split())
+    assert (html, text) == (target, tmp_path / "elsewhere" / "sam.txt.txt")
+    assert "<html" in html.read_text(encoding="utf-8").lower()
+    assert "<html" not in text.read_text(encoding="utf-8").lower()
+
+    blocked = tmp_path / "file"
+    blocked.write_text("", encoding="utf-8")
+    refused = site.cli("preview", "--user", "sam", "--date", DAY1, "--out", f"{blocked}/x.html")
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(f"error: {blocked}/x.html: cannot write")
