@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlite_utils
 
 from digest.dispatch import Dispatcher, Outcome, utc_now
-from digest.errors import DigestError, StorageError
+from digest.errors import DigestError, ForeignDatabase, StorageError
 from digest.feedback import import_feedback
 from digest.ingest import ingest
 from digest.model import Recommender
@@ -283,11 +283,17 @@ def scratch_copy(path: str) -> Store:
             source.backup(conn)
         finally:
             source.close()
-        store = Store(sqlite_utils.Database(conn), ":memory:")
+        db = sqlite_utils.Database(conn)
+        if db.table_names() and "_migrations" not in db.table_names():
+            raise ForeignDatabase(f"{path}: an SQLite database digest did not create")
+        store = Store(db, ":memory:")
         store.migrate()
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StorageError(f"{path}: not a usable digest database ({exc})") from None
+    except BaseException:
+        conn.close()
+        raise
     return store
 
 

@@ -18,6 +18,7 @@ again by the next run of the day.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -311,10 +312,17 @@ def _make_folder(folder: Path) -> None:
 
 
 def _atomic_write(path: Path, body: bytes) -> None:
-    """Replace `path` with `body` at once: a reader of the feed never sees half a file."""
+    """Replace `path` with `body` at once: a reader of the feed never sees half a file.
+
+    The data is on disk before the rename (and so before the delivery is recorded). A
+    fixed temporary name means a write cut short is cleaned up by the next one.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(body)
+        with open(tmp, "wb") as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -769,6 +769,27 @@ def test_unreachable_mail_server_fails_the_email_but_feeds_and_wiki_go_out(
     assert sorted(server.by_recipient()) == sorted(EMAIL_READERS.values())
 
 
+def test_a_refused_login_is_one_error_and_the_next_run_sends_everything(
+    site: Site, mailbox: tuple[Mailbox, int]
+) -> None:
+    server, port = mailbox
+    use_smtp(site, port)
+    refused = site.run("--date", DAY1, env={**SMTP_LOGIN, "DIGEST_SMTP_PASSWORD": "wrong"})
+    assert refused.exit_code == 1
+    [error] = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert "ada: email failed: smtp: 127.0.0.1:" in error
+    assert "refused the login of 'digest'" in error and "wrong" not in error
+    # One session tried (smtplib tries each mechanism offered, PLAIN and LOGIN), not one
+    # per reader: three readers would make six.
+    assert server.logins == [(b"digest", b"wrong")] * 2
+    assert server.received == []
+
+    ok = site.run("--date", DAY1, env=SMTP_LOGIN)
+    assert ok.exit_code == 0, ok.output
+    assert "delivered: 3 email; 5 already delivered earlier" in ok.stdout
+    assert len(server.received) == 3
+
+
 def test_a_kill_while_the_server_holds_a_message_resends_that_message_only(
     site: Site, mailbox: tuple[Mailbox, int]
 ) -> None:
@@ -894,6 +915,32 @@ def test_dry_run_writes_and_records_nothing_but_says_what_would_go_out(site: Sit
     # ...and a real run then does what the dry run said.
     real = site.run("--date", DAY2)
     assert "delivered: 3 email, 3 feed, 2 wiki" in real.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"garbage" * 1000, "not a usable digest database"),
+        (None, "an SQLite database digest did not create"),
+    ],
+    ids=["not-sqlite", "foreign-sqlite"],
+)
+def test_dry_run_on_a_file_that_is_no_digest_database_is_one_line_and_no_change(
+    site: Site, content: bytes | None, message: str
+) -> None:
+    if content is None:
+        conn = sqlite3.connect(site.db)
+        conn.execute("CREATE TABLE theirs (x)")
+        conn.commit()
+        conn.close()
+    else:
+        site.db.write_bytes(content)
+    before = site.db.read_bytes()
+    for args in (("--dry-run",), ()):
+        result = site.run("--date", DAY1, *args)
+        assert result.exit_code == 1
+        assert result.stderr.splitlines()[-1].startswith(f"error: {site.db}: {message}")
+        assert site.db.read_bytes() == before
 
 
 def test_only_delivers_to_that_reader(site: Site) -> None:
