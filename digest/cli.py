@@ -477,8 +477,11 @@ def run_cmd(ctx: click.Context, day: date | None, dry_run: bool, only: str | Non
         report = daily.run(settings, day=day, dry_run=dry_run, only=only, progress=progress)
     for line in report.warnings:
         click.echo(f"warning: {line}", err=True)
-    for line in report.failures:
+    shown = 50  # error lines before the rest are summed up
+    for line in report.failures[:shown]:
         click.echo(f"error: {line}", err=True)
+    if len(report.failures) > shown:
+        click.echo(f"error: ... and {len(report.failures) - shown} more failure(s)", err=True)
     click.echo(report.summary())
     if not report.ok:
         ctx.exit(1)

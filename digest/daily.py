@@ -5,18 +5,28 @@
 recording every delivery with its sends in one transaction. Plans and deliveries
 are keyed by (audience, day) and (digest, channel), so running a day twice sends
 nothing twice, and a run killed halfway finishes the rest on the next run.
+
+One run at a time per database: a second `digest run` started while one is going
+refuses to start (a lock file beside the database), since both would deliver the
+same digests. A dry run takes no lock and writes nothing: it works on a copy of the
+database in memory, so its report (ingest included) is what a real run would do.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import sqlite_utils
+
 from digest.dispatch import Dispatcher, Outcome, utc_now
-from digest.errors import DigestError
+from digest.errors import DigestError, ForeignDatabase, StorageError
 from digest.feedback import import_feedback
 from digest.ingest import ingest
 from digest.model import Recommender
@@ -248,12 +258,80 @@ class Workspace:
         self.store.close()
 
 
-def open_workspace(settings: Settings, *, create: bool = True) -> Workspace:
-    """Open the database and read the profiles named by `settings`."""
-    store = Store.open(settings.store.db, create=create)
+def open_workspace(settings: Settings, *, create: bool = True, scratch: bool = False) -> Workspace:
+    """Open the database and read the profiles named by `settings`.
+
+    With `scratch`, the store is a copy of the database in memory (empty when there
+    is no database yet): whatever is done to it leaves the file untouched.
+    """
     explicit = "readers.profiles" in settings.explicit
     profiles = load_profiles(settings.readers.profiles if explicit else None)
+    opened = scratch_copy(settings.store.db) if scratch else None
+    store = opened or Store.open(settings.store.db, create=create)
     return Workspace(settings, store, profiles, list(profiles.warnings()))
+
+
+def scratch_copy(path: str) -> Store:
+    """The database at `path` copied into memory (a new, empty one if there is none)."""
+    if not Path(path).is_file():
+        return Store.open(":memory:")
+    # An empty in-memory database takes the source's page size in a backup.
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        source = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            source.backup(conn)
+        finally:
+            source.close()
+        db = sqlite_utils.Database(conn)
+        if db.table_names() and "_migrations" not in db.table_names():
+            raise ForeignDatabase(f"{path}: an SQLite database digest did not create")
+        store = Store(db, ":memory:")
+        store.migrate()
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StorageError(f"{path}: not a usable digest database ({exc})") from None
+    except BaseException:
+        conn.close()
+        raise
+    return store
+
+
+@contextlib.contextmanager
+def run_lock(db: str) -> Iterator[None]:
+    """Hold `<db>.lock` for the run: a second run on the same database refuses to start.
+
+    The lock is an advisory `flock`, released by the system however the process ends
+    (kill -9 included), so a stale lock file never blocks the next run. Where `fcntl`
+    does not exist (Windows), runs are not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None
+    if fcntl is None or db == ":memory:":
+        yield
+        return
+    path = Path(f"{db}.lock")
+    try:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot open the run lock ({exc.strerror or exc})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            raise DigestError(
+                f"another 'digest run' is running on {db} (pid {pid}); "
+                "let it finish (a killed run holds no lock)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
 
 
 # -- the daily run ---------------------------------------------------------------------------
@@ -272,6 +350,14 @@ class RunReport:
     delivered: dict[str, int] = field(default_factory=dict)
     already: int = 0
     failures: list[str] = field(default_factory=list)
+    #: "grace (email)" for every delivery that failed or was skipped, for the summary.
+    undelivered: list[str] = field(default_factory=list)
+    #: Per channel, deliveries not tried because the channel failed earlier in the run.
+    not_attempted: dict[str, int] = field(default_factory=dict)
+    #: Readers and teams left out because their profile file is invalid.
+    skipped: list[str] = field(default_factory=list)
+    #: In a dry run, one line per delivery that would be made.
+    would: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -279,17 +365,27 @@ class RunReport:
     @property
     def ok(self) -> bool:
         """False when anything asked for was not delivered (exit status 1)."""
-        return not self.failures
+        return not (self.failures or self.not_attempted or self.skipped)
 
     def count(self, outcome: Outcome) -> None:
         """Fold one delivery outcome into the report."""
-        if outcome.status in ("delivered", "dry-run"):
+        if outcome.channel == "commit":
+            if outcome.status == "delivered":
+                self.outputs["wiki commit"] = outcome.detail
+            else:
+                self.failures.append(f"wiki commit failed: {outcome.detail}")
+        elif outcome.status in ("delivered", "dry-run"):
             key = f"{outcome.channel} ({outcome.status})" if self.dry_run else outcome.channel
             self.delivered[key] = self.delivered.get(key, 0) + 1
-        elif outcome.channel != "commit":
+            if outcome.status == "dry-run":
+                self.would.append(f"{outcome.audience}: {outcome.channel} {outcome.detail}")
+        elif outcome.status == "not attempted":
+            self.not_attempted[outcome.channel] = self.not_attempted.get(outcome.channel, 0) + 1
+        else:
             self.failures.append(
                 f"{outcome.audience}: {outcome.channel} {outcome.status}: {outcome.detail}"
             )
+            self.undelivered.append(f"{outcome.audience} ({outcome.channel})")
 
     def summary(self) -> str:
         """A few lines: the day, what was planned, what went out, and where."""
@@ -305,8 +401,17 @@ class RunReport:
             f"  delivered: {done}; {self.already} already delivered earlier",
         ]
         if self.failures:
-            lines.append(f"  failed: {len(self.failures)} (see the error lines above)")
+            names = ", ".join(self.undelivered[:10])
+            more = f" and {len(self.undelivered) - 10} more" if len(self.undelivered) > 10 else ""
+            who = f": {names}{more}" if names else ""
+            lines.append(f"  failed: {len(self.failures)}{who} (see the error lines above)")
+        if self.not_attempted:
+            counts = ", ".join(f"{n} {c}" for c, n in sorted(self.not_attempted.items()))
+            lines.append(f"  not attempted: {counts} (the channel failed earlier in this run)")
+        if self.skipped:
+            lines.append(f"  skipped: {', '.join(self.skipped)}")
         lines += [f"  {name}: {where}" for name, where in self.outputs.items()]
+        lines += [f"  would send {line}" for line in self.would]
         return "\n".join(lines)
 
 
@@ -321,10 +426,11 @@ def run(
 ) -> RunReport:
     """The whole daily job for one day; see the module docstring for its guarantees."""
     report = RunReport(dry_run=dry_run)
-    workspace = open_workspace(settings, create=not dry_run)
+    workspace = open_workspace(settings, scratch=dry_run)
     try:
         report.warnings += workspace.warnings
-        _run(workspace, report, day, only, progress, now or utc_now())
+        with contextlib.nullcontext() if dry_run else run_lock(settings.store.db):
+            _run(workspace, report, day, only, progress, now or utc_now())
     finally:
         workspace.close()
     return report
@@ -338,9 +444,16 @@ def _run(
     with _timed(report, "ingest"):
         _ingest_sources(ws, report, day)
     report.day = day = day or latest_day(store, now.date())
-    if not report.dry_run:
-        sync_readers(store, ws.profiles)
+    sync_readers(store, ws.profiles)  # a dry run's store is a scratch copy
     audience = recipients(store, ws.profiles, only=only)
+    if only is None:
+        report.skipped += [
+            f"{handle} (invalid profile {path})"
+            for handle, path in sorted(ws.profiles.skipped_readers.items())
+        ] + [
+            f"team {name} (invalid team file {path})"
+            for name, path in sorted(ws.profiles.skipped_teams.items())
+        ]
     items = candidates(store, day, settings.digest.window_days)
 
     def model() -> Recommender:
@@ -371,7 +484,7 @@ def _ingest_sources(ws: Workspace, report: RunReport, day: date | None) -> None:
     its year), so a past day can be run as it would have run then.
     """
     sources = ws.settings.sources
-    if report.dry_run or not (sources.paths or sources.feedback):
+    if not (sources.paths or sources.feedback):
         return
     if sources.paths:
         summary = ingest(ws.store, list(sources.paths), given=day)
@@ -408,7 +521,7 @@ def _deliver(
             progress("deliver", n, len(audience))
     finally:
         for outcome in dispatcher.finish():
-            report.outputs["wiki commit"] = outcome.detail
+            report.count(outcome)
 
 
 def _outputs(settings: Settings, report: RunReport) -> None:
@@ -465,9 +578,15 @@ def preview(
         rendered = render_email(digest, recipient[0], dispatcher.email_settings(), now=utc_now())
     finally:
         ws.close()
-    html = Path(out) if out else Path(settings.output.dir) / "preview" / f"{user}-{when}.html"
+    name = f"{recipient[0].handle}-{when}.html"
+    html = Path(out) if out else Path(settings.output.dir) / "preview" / name
     text = html.with_suffix(".txt")
-    html.parent.mkdir(parents=True, exist_ok=True)
-    html.write_text(rendered.html, encoding="utf-8")
-    text.write_text(rendered.text, encoding="utf-8")
+    if text == html:  # --out preview.txt: the text must not overwrite the HTML
+        text = html.with_name(f"{html.name}.txt")
+    for path, body in ((html, rendered.html), (text, rendered.text)):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body, encoding="utf-8")
+        except OSError as exc:
+            raise DigestError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return [html, text]

@@ -8,10 +8,17 @@ have deterministic names, so redoing a write replaces, never duplicates.
 SMTP is the one channel with a window no local step can close: a message the
 server accepted just before the process died is recorded as "sending", and the
 next run sends it again with the same Message-ID (mail clients show one copy).
+
+A `DeliveryError` means a channel cannot go on in this run (a folder that cannot be
+written, a mail server that cannot be reached or refuses the login): that recipient's
+delivery is recorded as failed, the channel is not attempted again for the others,
+and every other channel still goes out. Failed and unattempted deliveries are tried
+again by the next run of the day.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -25,7 +32,7 @@ from digest.records import ReaderDigest, Recipient
 from digest.render.email import EmailSettings, render_email
 from digest.render.feeds import FeedSettings, render_feed
 from digest.render.links import Links
-from digest.render.wiki import WikiPost, render_post
+from digest.render.wiki import WikiPost, post_path, render_post
 from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import TokenSigner
@@ -39,7 +46,7 @@ class Outcome:
 
     audience: str
     channel: str
-    status: str  # delivered | failed | skipped | dry-run
+    status: str  # delivered | failed | skipped | not attempted | dry-run
     detail: str = ""
 
 
@@ -55,6 +62,10 @@ class Dispatcher:
     links: Links = field(init=False)
     posts: list[WikiPost] = field(default_factory=list)
     _transport: Transport | None = None
+    #: Channels that failed for good in this run, and why.
+    _down: dict[str, str] = field(default_factory=dict)
+    #: Every feed file and wiki post of the run, and whose it is.
+    _owners: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         secret = self.settings.secret()
@@ -70,37 +81,95 @@ class Dispatcher:
     def deliver(
         self, digest: ReaderDigest, recipient: Recipient, digest_id: int, done: set[str]
     ) -> list[Outcome]:
-        """Every channel of `recipient` not yet in `done`, in a fixed order."""
+        """Every channel of `recipient` not yet in `done`, in a fixed order.
+
+        A feed file or wiki post another audience of this run already owns (reader
+        `efficiency` and team `efficiency` share a post name) fails instead of
+        overwriting it; readers come before teams, so the reader keeps it.
+        """
         out = []
         for channel in CHANNELS:
-            if channel in recipient.channels and channel not in done:
-                out.append(getattr(self, f"_{channel}")(digest, recipient, digest_id))
+            if channel not in recipient.channels:
+                continue
+            clash = self._claim(channel, recipient, digest)
+            if channel in done:
+                continue
+            if clash:
+                out.append(Outcome(recipient.audience, channel, "failed", clash))
+            else:
+                out.append(self._channel(channel, digest, recipient, digest_id))
         return out
 
+    def _claim(self, channel: str, recipient: Recipient, digest: ReaderDigest) -> str | None:
+        """Take the run's output names of `channel` for `recipient`; why not, if taken."""
+        if channel == "feed":
+            names = [f"feeds/{_file_stem(recipient)}.{kind}" for kind in ("atom", "rss")]
+        elif channel == "wiki":
+            names = [f"wiki/{post_path(digest.day, digest.name)}"]
+        else:
+            return None  # one outbox name per reader handle; teams get no email
+        for name in names:
+            owner = self._owners.setdefault(name, recipient.audience)
+            if owner != recipient.audience:
+                return f"{name} is {owner}'s already: rename the reader or the team"
+        return None
+
+    def _channel(
+        self, channel: str, digest: ReaderDigest, recipient: Recipient, digest_id: int
+    ) -> Outcome:
+        if channel in self._down:
+            return Outcome(recipient.audience, channel, "not attempted", self._down[channel])
+        try:
+            return getattr(self, f"_{channel}")(digest, recipient, digest_id)
+        except DeliveryError as exc:
+            reason = " ".join(str(exc).split())
+            self._down[channel] = reason
+            if not self.dry_run:
+                # Replaces a "sending" row: that message was not accepted.
+                self.store.record_delivery(digest_id, channel, "failed", detail=reason)
+            return Outcome(recipient.audience, channel, "failed", reason)
+
     def finish(self) -> list[Outcome]:
-        """Close the mail connection and commit the day's wiki posts (one commit)."""
+        """Close the mail connection and commit the day's wiki posts (one commit).
+
+        A failed commit is an outcome, not an exception: the posts are written and
+        recorded, and the next run of the day commits them.
+        """
         if self._transport is not None:
             self._transport.close()
         if self.dry_run or not self.posts or not self.settings.wiki.commit:
             return []
         root = self.settings.wiki_dir().resolve()
         paths = [root / post.path for post in self.posts]
-        sha = commit_posts(root, paths, commit_message(self.posts))
+        try:
+            sha = commit_posts(root, paths, commit_message(self.posts))
+        except DeliveryError as exc:
+            return [Outcome("wiki", "commit", "failed", " ".join(str(exc).split()))]
         return [Outcome("wiki", "commit", "delivered", sha)] if sha else []
 
     # -- email ---------------------------------------------------------------------------
 
     def _email(self, digest: ReaderDigest, recipient: Recipient, digest_id: int) -> Outcome:
         address = recipient.email
-        if not address or not valid_email(address):
-            return Outcome(recipient.audience, "email", "skipped", f"no valid address: {address!r}")
-        rendered = render_email(
-            digest, recipient, self.email_settings(), now=self.now,
-            feed_url=self._feed_url(recipient, "atom") if "feed" in recipient.channels else None,
-        )  # fmt: skip
-        message = rendered.as_bytes()
+        if not address:
+            why = "no email address (the profile has channel 'email')"
+            return Outcome(recipient.audience, "email", "skipped", why)
+        if not valid_email(address):
+            return Outcome(recipient.audience, "email", "skipped", f"{address!r} is not an address")
+        feed_url = self._feed_url(recipient, "atom") if "feed" in recipient.channels else None
+        try:
+            rendered = render_email(
+                digest, recipient, self.email_settings(), now=self.now, feed_url=feed_url
+            )
+            message = rendered.as_bytes()
+        except ValueError as exc:
+            # An address the profile rule lets through but RFC 5322 does not ("a..b@x.org",
+            # a non-ASCII local part): that reader's email only, not the whole run.
+            return Outcome(recipient.audience, "email", "skipped", str(exc))
         if self.dry_run:
-            return Outcome(recipient.audience, "email", "dry-run", rendered.subject)
+            return Outcome(
+                recipient.audience, "email", "dry-run", f"to {address}: {rendered.subject}"
+            )
         transport = self._mail()
         if isinstance(transport, SmtpTransport):
             # Recorded before sending: if we die after the server accepts, the next run
@@ -153,7 +222,9 @@ class Dispatcher:
     def _feed(self, digest: ReaderDigest, recipient: Recipient, digest_id: int) -> Outcome:
         days = self.settings.feeds.days
         since = (self.day - timedelta(days=days - 1)).isoformat()
-        ids = self.store.recent_digests(recipient.audience, since, self.day.isoformat())
+        # Later days too: re-running an earlier day must not take newer entries out
+        # (render_feed keeps the newest `days` days of what it is given).
+        ids = self.store.recent_digests(recipient.audience, since, "9999-12-31")
         history = [d for d in self.store.digests(ids).values() if d.day != self.day]
         window = [digest, *history]
         folder = self.settings.feeds_dir()
@@ -241,10 +312,17 @@ def _make_folder(folder: Path) -> None:
 
 
 def _atomic_write(path: Path, body: bytes) -> None:
-    """Replace `path` with `body` at once: a reader of the feed never sees half a file."""
+    """Replace `path` with `body` at once: a reader of the feed never sees half a file.
+
+    The data is on disk before the rename (and so before the delivery is recorded). A
+    fixed temporary name means a write cut short is cleaned up by the next one.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(body)
+        with open(tmp, "wb") as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

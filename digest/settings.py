@@ -33,11 +33,17 @@ ENV_SECRET = "DIGEST_SECRET"
 
 
 def _opt(
-    default: Any, help: str, *, env: str | None = None, choices: tuple = (), path: bool = False
+    default: Any,
+    help: str,
+    *,
+    env: str | None = None,
+    choices: tuple = (),
+    path: bool = False,
+    low: float | None = None,
+    high: float | None = None,
 ) -> Any:
-    return field(
-        default=default, metadata={"help": help, "env": env, "choices": choices, "path": path}
-    )
+    meta = {"help": help, "env": env, "choices": choices, "path": path, "low": low, "high": high}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -68,9 +74,12 @@ class SourcesSettings:
 @dataclass(frozen=True)
 class DigestSettings:
     window_days: int = _opt(
-        1, "Candidates are items first seen in the last N days up to the digest day."
+        1, "Candidates are items first seen in the last N days up to the digest day.",
+        low=1, high=366,
+    )  # fmt: skip
+    diversity: float = _opt(
+        0.3, "0 ranks by score alone; higher spreads topics (MMR).", low=0, high=1
     )
-    diversity: float = _opt(0.3, "0 ranks by score alone; higher spreads topics (MMR).")
     min_score: float = _opt(
         float("-inf"), "Leave out items scoring below this (a thin day sends fewer)."
     )
@@ -82,9 +91,11 @@ class ModelSettings:
         "auto", "Sentence embeddings: auto (when installed), on, off.",
         env="DIGEST_EMBEDDINGS", choices=("auto", "on", "off"),
     )  # fmt: skip
-    epochs: int = _opt(10, "LightFM epochs for a full train.")
-    update_epochs: int = _opt(3, "LightFM epochs for the daily incremental update.")
-    seed: int = _opt(0, "Random state: same seed, same data, same model.")
+    epochs: int = _opt(10, "LightFM epochs for a full train.", low=1, high=500)
+    update_epochs: int = _opt(
+        3, "LightFM epochs for the daily incremental update.", low=1, high=500
+    )
+    seed: int = _opt(0, "Random state: same seed, same data, same model.", low=0, high=2**32 - 1)
 
 
 @dataclass(frozen=True)
@@ -110,24 +121,28 @@ class EmailSettings:
     unsubscribe_mailbox: str = _opt(
         "", "Address for mailto: unsubscribe requests (List-Unsubscribe)."
     )
-    max_bytes: int = _opt(100_000, "Largest HTML part; longer digests say 'N more in your feed'.")
+    max_bytes: int = _opt(
+        100_000, "Largest HTML part; longer digests say 'N more in your feed'.", low=1
+    )
 
 
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str = _opt("localhost", "SMTP server.", env="DIGEST_SMTP_HOST")
-    port: int = _opt(587, "SMTP port.", env="DIGEST_SMTP_PORT")
+    port: int = _opt(587, "SMTP port.", env="DIGEST_SMTP_PORT", low=1, high=65535)
     security: str = _opt(
         "starttls", "starttls, ssl (implicit TLS) or none.", env="DIGEST_SMTP_SECURITY",
         choices=("starttls", "ssl", "none"),
     )  # fmt: skip
-    timeout: float = _opt(30.0, "Seconds to wait for the server.")
-    attempts: int = _opt(4, "Tries per message on temporary (4xx) failures, with backoff.")
+    timeout: float = _opt(30.0, "Seconds to wait for the server.", low=0.1, high=3600)
+    attempts: int = _opt(
+        4, "Tries per message on temporary (4xx) failures, with backoff.", low=1, high=20
+    )
 
 
 @dataclass(frozen=True)
 class FeedsSettings:
-    days: int = _opt(14, "Days of digests each feed holds.")
+    days: int = _opt(14, "Days of digests each feed holds.", low=1, high=366)
 
 
 @dataclass(frozen=True)
@@ -149,9 +164,9 @@ class LinksSettings:
 @dataclass(frozen=True)
 class ServeSettings:
     host: str = _opt("127.0.0.1", "Address `digest serve` listens on.", env="DIGEST_HOST")
-    port: int = _opt(8080, "Port `digest serve` listens on.", env="DIGEST_PORT")
+    port: int = _opt(8080, "Port `digest serve` listens on.", env="DIGEST_PORT", low=1, high=65535)
     click_window: float = _opt(
-        600.0, "Seconds within which repeated presses of one link count once."
+        600.0, "Seconds within which repeated presses of one link count once.", low=0
     )
 
 
@@ -215,6 +230,9 @@ class Key:
     help: str
     choices: tuple
     path: bool
+    #: The smallest and largest value allowed (numbers only), when there is a limit.
+    low: float | None = None
+    high: float | None = None
 
 
 def keys() -> list[Key]:
@@ -229,7 +247,7 @@ def keys() -> list[Key]:
             meta = f.metadata
             out.append(
                 Key(f"{section.name}.{f.name}", hints[f.name], f.default, meta["env"],
-                    meta["help"], meta["choices"], meta["path"])
+                    meta["help"], meta["choices"], meta["path"], meta["low"], meta["high"])
             )  # fmt: skip
     return out
 
@@ -254,12 +272,12 @@ def load_settings(
     explicit.update(values)
     for key in keys():
         if key.env and env.get(key.env, "").strip():
-            values[key.name] = _coerce(key, env[key.env].strip(), f"${key.env}")
+            values[key.name] = _coerce(key, env[key.env].strip(), f"${key.env}", convert=True)
             explicit.add(key.name)
     for name, value in (flags or {}).items():
         if value is not None:
             key = _key(name)
-            values[name] = _coerce(key, value, f"option for {name}")
+            values[name] = _coerce(key, value, f"option for {name}", convert=True)
             explicit.add(name)
     return _build(values, explicit, path if Path(path).is_file() else None, env)
 
@@ -274,6 +292,8 @@ def _key(name: str) -> Key:
 def _from_file(path: str, required: bool) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
+        if file.exists():
+            raise ConfigError(f"{path}: config file is not a file")
         if required:
             raise ConfigError(f"{path}: config file does not exist")
         return {}
@@ -285,11 +305,16 @@ def _from_file(path: str, required: bool) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ConfigError(f"{path}: invalid TOML: {str(exc).split(':')[0]}") from None
     known = {k.name: k for k in keys()}
+    sections = {name.partition(".")[0] for name in known}
     values: dict[str, Any] = {}
     for section, table in data.items():
+        if section not in sections:
+            raise ConfigError(_unknown_top(path, section, table, known, sections))
         if not isinstance(table, dict):
-            raise ConfigError(f"{path}: key '{section}' must be a table ([{section}])")
+            raise ConfigError(f"{path}: '{section}' must be a table ([{section}])")
         for name, raw in table.items():
             dotted = f"{section}.{name}"
             if dotted not in known:
@@ -304,6 +329,19 @@ def _suggest(name: str, known: Mapping[str, Key]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _unknown_top(
+    path: str, name: str, value: Any, known: Mapping[str, Key], sections: set[str]
+) -> str:
+    """An unknown table ([emial]) or a key written outside its table (transport = ...)."""
+    if isinstance(value, dict):
+        close = difflib.get_close_matches(name, sorted(sections), n=1)
+        hint = f" (did you mean [{close[0]}]?)" if close else ""
+        return f"{path}: unknown table [{name}]{hint}"
+    homes = [k for k in known if k.endswith(f".{name}")]
+    hint = f" (did you mean '{homes[0]}', under [{homes[0].partition('.')[0]}]?)" if homes else ""
+    return f"{path}: unknown key '{name}'{hint or _suggest(name, known)}"
+
+
 def _relative(key: Key, value: Any, base: Path) -> Any:
     """Paths in a config file are relative to the file (URLs and absolute paths kept)."""
     if not key.path:
@@ -315,10 +353,13 @@ def _relative(key: Key, value: Any, base: Path) -> Any:
     return os.path.normpath(base / value)
 
 
-def _coerce(key: Key, raw: Any, where: str) -> Any:
-    """Check (or, for strings from flags and the environment, convert) a value's type."""
+def _coerce(key: Key, raw: Any, where: str, *, convert: bool = False) -> Any:
+    """Check a value's type and limits; with `convert`, text (from a flag or the
+    environment) is converted first. A file's values must have the right TOML type."""
     kind = key.kind
     try:
+        if isinstance(raw, str) and kind in (bool, int, float) and not convert:
+            raise ValueError
         if kind is bool:
             value = _boolean(raw)
         elif kind is int:
@@ -326,9 +367,11 @@ def _coerce(key: Key, raw: Any, where: str) -> Any:
                 raise ValueError
             value = int(raw)
         elif kind is float:
-            if isinstance(raw, bool):
+            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
                 raise ValueError
             value = float(raw)
+            if value != value:  # NaN compares unequal to everything, limits included
+                raise ValueError
         elif kind is tuple:
             if not isinstance(raw, list | tuple) or not all(isinstance(v, str) for v in raw):
                 raise ValueError
@@ -343,7 +386,20 @@ def _coerce(key: Key, raw: Any, where: str) -> Any:
         raise ConfigError(f"{where} must be {noun}, not {raw!r}") from None
     if key.choices and value not in key.choices:
         raise ConfigError(f"{where} must be one of {', '.join(key.choices)}, not {value!r}")
+    _check_limits(key, value, where)
     return value
+
+
+def _check_limits(key: Key, value: Any, where: str) -> None:
+    low, high = key.low, key.high
+    if (low is not None and value < low) or (high is not None and value > high):
+        if high is None:
+            raise ConfigError(f"{where} must be at least {low}, not {value!r}")
+        raise ConfigError(f"{where} must be between {low} and {high}, not {value!r}")
+    texts = value if isinstance(value, tuple) else (value,)
+    for text in texts:
+        if isinstance(text, str) and any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ConfigError(f"{where} must not contain control characters, not {text!r}")
 
 
 def _boolean(raw: Any) -> bool:
