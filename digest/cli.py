@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +43,11 @@ class DigestGroup(click.Group):
             return super().invoke(ctx)
         except DigestError as exc:
             click.echo(f"error: {_one_line(exc)}", err=True)
+            ctx.exit(1)
+        except sqlite3.OperationalError as exc:
+            # Another process held the database longer than the busy timeout, or the
+            # disk is full: say so in one line instead of a traceback.
+            click.echo(f"error: database: {_one_line(exc)} (try again shortly)", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

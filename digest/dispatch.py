@@ -141,6 +141,13 @@ class Dispatcher:
             return []
         root = self.settings.wiki_dir().resolve()
         paths = [root / post.path for post in self.posts]
+        # Posts of recent days whose commit failed then (a lock, a hook) go in this one.
+        since = (self.day - timedelta(days=self.settings.feeds.days)).isoformat()
+        paths += [
+            Path(target).resolve()
+            for target in self.store.delivery_targets("wiki", since)
+            if Path(target).resolve().is_file() and Path(target).resolve() not in paths
+        ]
         try:
             sha = commit_posts(root, paths, commit_message(self.posts))
         except DeliveryError as exc:
@@ -233,7 +240,7 @@ class Dispatcher:
             body = render_feed(window, self._feed_settings(recipient, kind), kind=kind)
             path = folder / f"{_file_stem(recipient)}.{kind}"
             if not self.dry_run:
-                _make_folder(folder)
+                _make_folder(path.parent)
                 _atomic_write(path, body)
             written.append(str(path))
         if self.dry_run:
@@ -296,7 +303,8 @@ class Dispatcher:
 
 
 def _file_stem(recipient: Recipient) -> str:
-    return f"team-{recipient.handle}" if recipient.is_team else recipient.handle
+    """`<handle>` for a reader, `teams/<name>` for a team: a handle holds no `/`."""
+    return f"teams/{recipient.handle}" if recipient.is_team else recipient.handle
 
 
 def _authority(list_id: str) -> str:

@@ -65,8 +65,16 @@ def valid_handle(text: object, what: str = "handle") -> str:
 
 
 def valid_email(text: str) -> bool:
-    """True for a plausible single email address (the rule profiles use)."""
-    return bool(_EMAIL.fullmatch(text))
+    """True for one plain ASCII address that an email header can carry as it is.
+
+    The same rule decides at `profiles check` and at delivery: an address the
+    profile accepts is one the email renderer can put in a To header.
+    """
+    if not text.isascii() or not _EMAIL.fullmatch(text):
+        return False
+    local, _, domain = text.rpartition("@")
+    parts = [*local.split("."), *domain.split(".")]
+    return all(parts) and not any(c in text for c in ",;:()[]\\")
 
 
 def hidden_char(text: str) -> str | None:
@@ -374,6 +382,7 @@ def _check_references(out: ProfileSet, refs: list[_Ref]) -> None:
     something not loaded, so later stages never meet one.
     """
     root = Path(out.folder)
+    _refuse_shared_names(out)
     for ref in refs:
         if ref.key == "teams" and ref.name not in out.teams | out.skipped_teams:
             out.problems.append(
@@ -393,6 +402,20 @@ def _check_references(out: ProfileSet, refs: list[_Ref]) -> None:
         kept = tuple(m for m in team.members if m in out.readers)
         if kept != team.members:
             out.teams[name] = replace(team, members=kept)
+
+
+def _refuse_shared_names(out: ProfileSet) -> None:
+    """A team may not share a reader's handle: their wiki posts would share a file name.
+
+    The team is the one skipped (a reader's own digest matters more than a page).
+    """
+    for name in sorted(set(out.teams) & set(out.readers)):
+        team = out.teams.pop(name)
+        out.skipped_teams[name] = team.path or name
+        out.problems.append(
+            f"{team.path}: team name '{name}' is also a reader's handle "
+            f"({out.readers[name].path}); rename one of them"
+        )
 
 
 def teams_of(profiles: ProfileSet, handle: str) -> tuple[str, ...]:

@@ -875,6 +875,16 @@ class Store:
         )
         return {(r[0], r[1]): r[2] for r in rows}
 
+    def delivery_targets(self, channel: str, since: str) -> list[str]:
+        """Where a channel's deliveries of digests from `since` on were written."""
+        rows = self.conn.execute(
+            "SELECT d.target FROM deliveries d JOIN digests g ON g.id = d.digest_id "
+            "WHERE d.channel = ? AND d.status = 'delivered' AND g.digest_date >= ? "
+            "AND d.target IS NOT NULL ORDER BY g.digest_date, d.digest_id",
+            (channel, since),
+        )
+        return [r[0] for r in rows]
+
     def record_delivery(
         self,
         digest_id: int,

@@ -82,6 +82,20 @@ def test_an_output_written_but_not_recorded_is_redone_once(
     assert len(site.commits()) == 1
 
 
+def test_a_failed_wiki_commit_is_made_by_the_next_days_run_too(site: Site) -> None:
+    """Day 1's commit failed and day 1 is never re-run: day 2's commit takes its posts."""
+    lock = site.wiki / ".git" / "index.lock"
+    lock.write_text("", encoding="utf-8")
+    assert site.run("--date", DAY1).exit_code == 1
+    lock.unlink()
+    shutil.copy(RUN_FIXTURES / "2026-03-12.txt", site.root / "inputs" / "dumps")
+    assert site.run("--date", DAY2).exit_code == 0
+    tracked = git(site.wiki, "ls-files").split()
+    assert {Path(p).name for p in tracked} >= {f"{DAY1}-grace.md", f"{DAY1}-efficiency.md"}
+    assert git(site.wiki, "status", "--porcelain") == ""
+    assert len(site.commits()) == 1
+
+
 def test_a_wiki_commit_that_fails_is_reported_and_made_by_the_next_run(site: Site) -> None:
     """A killed `git commit` leaves `.git/index.lock`: the next run's commit fails. The posts
     are written and recorded, the run exits 1 naming the repository and the lock, and the
@@ -162,25 +176,20 @@ def test_a_dry_run_after_a_failure_says_what_the_next_run_would_redo(site: Site)
 
 
 def test_a_reader_named_like_a_team_never_overwrites_its_outputs(site: Site) -> None:
-    """Reader `efficiency` and team `efficiency` would share a wiki post name, and reader
-    `team-efficiency` the team's feed file. The reader keeps the name (readers come first),
-    the team's delivery fails naming the owner, and nothing is overwritten."""
+    """Reader `efficiency` and team `efficiency` would share a wiki post name: profiles
+    refuse the team (a warning names both files, the run exits 1), the reader keeps the
+    name. A reader `team-efficiency` no longer meets the team's feed, which lives in
+    feeds/teams/."""
     site.add_reader("efficiency", name="Eff", interests=["quantization"], channels=["wiki"])
     site.add_reader("team-efficiency", name="TE", interests=["kv cache"], channels=["feed"])
     result = site.run("--date", DAY1)
     assert result.exit_code == 1
-    post = f"wiki/2026/03/{DAY1}-efficiency.md"
-    assert f"error: team:efficiency: wiki failed: {post} is efficiency's already" in result.stderr
-    assert (
-        "error: team:efficiency: feed failed: feeds/team-efficiency.atom is team-efficiency's"
-        in result.stderr
-    )
+    assert "team name 'efficiency' is also a reader's handle" in result.stderr
     by_title = site.item_ids_by_title()
     [written] = [p for p in site.wiki_posts() if p.name == f"{DAY1}-efficiency.md"]
     assert wiki_items(written, by_title) == site.planned(DAY1)["efficiency"]
-    assert feed_items(site.feeds()["team-efficiency"]) == {
-        DAY1: site.planned(DAY1)["team-efficiency"]
-    }
+    assert (site.out / "feeds" / "team-efficiency.atom").is_file()
+    assert not (site.out / "feeds" / "teams").exists()  # the team was skipped
     statuses = {k: s for k, (s, _) in site.deliveries().items()}
     assert ("team:efficiency", DAY1, "wiki") not in statuses
     assert statuses[("efficiency", DAY1, "wiki")] == "delivered"
