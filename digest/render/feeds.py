@@ -191,7 +191,7 @@ def _entries(
     digests: Sequence[ReaderDigest], settings: FeedSettings
 ) -> tuple[list[_Entry], datetime]:
     """The window's entries in feed order, and the feed's time."""
-    template = environment().get_template("feed_entry.html.j2")
+    html_body = environment().get_template("feed_entry.html.j2").module.body
     entries = []
     newest = EMPTY_FEED_TIME
     for digest in _window(digests, settings.days):
@@ -205,14 +205,15 @@ def _entries(
         for pick, (rfc3339, rfc822) in zip(picks, stamps, strict=True):
             paper = _paper(pick.item)
             url = _web(settings.links.item(digest.audience, pick.item, digest.day))
-            html = template.render(per_day, **_body(digest, pick, paper, url, settings.links))
+            html = html_body(**per_day, **_body_args(digest, pick, paper, url, settings.links))
             entry = _Entry(
                 id=entry_id(settings.authority, digest.audience, digest.day, pick.item.id),
                 title=paper.title,
                 link=url,
                 authors=paper.authors,
                 tags=paper.tags,
-                content=escape(html),
+                # str(): escape() would pass the macro's Markup through as it is.
+                content=escape(str(html)),
                 rfc3339=rfc3339,
                 rfc822=rfc822,
             )
@@ -266,7 +267,7 @@ def _stamp(when: datetime) -> tuple[str, str]:
     return when.isoformat(), format_datetime(when)
 
 
-def _body(
+def _body_args(
     digest: ReaderDigest, pick: Pick, paper: _Paper, url: str | None, links: Links
 ) -> dict[str, object]:
     """What the entry's HTML shows: why, members (teams), authors, abstract, links."""
