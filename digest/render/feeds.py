@@ -96,30 +96,29 @@ class FeedSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
-    """One pick as both kinds show it: every string XML-safe, every link http(s)."""
-
-    id: str
-    title: str
-    link: str | None
-    authors: tuple[str, ...]
-    tags: tuple[str, ...]
-    #: The HTML body escaped as XML character data, once for both kinds.
-    content: Markup
-    rfc3339: str
-    rfc822: str
-
-
-@dataclass(frozen=True, slots=True)
 class _Paper:
-    """One item's text as feeds show it: XML-safe lines, only http(s) links."""
+    """One item as every feed shows it: XML-safe lines, only http(s) links."""
 
     title: str
     abstract: str
     authors: tuple[str, ...]
     more_authors: int
-    tags: tuple[str, ...]
     related: tuple[tuple[str, str], ...]
+    #: Its authors and subjects as each kind's elements (from `feed_paper.xml.j2`).
+    xml: dict[str, Markup]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One pick as both kinds show it: every string XML-safe, every link http(s)."""
+
+    id: str
+    paper: _Paper
+    link: str | None
+    #: The HTML body escaped as XML character data, once for both kinds.
+    content: Markup
+    rfc3339: str
+    rfc822: str
 
 
 def render_feed(digests: Sequence[ReaderDigest], settings: FeedSettings, *, kind: str) -> bytes:
@@ -208,10 +207,8 @@ def _entries(
             html = html_body(**per_day, **_body_args(digest, pick, paper, url, settings.links))
             entry = _Entry(
                 id=entry_id(settings.authority, digest.audience, digest.day, pick.item.id),
-                title=paper.title,
+                paper=paper,
                 link=url,
-                authors=paper.authors,
-                tags=paper.tags,
                 # str(): escape() would pass the macro's Markup through as it is.
                 content=escape(str(html)),
                 rfc3339=rfc3339,
@@ -288,20 +285,24 @@ def _body_args(
     }
 
 
-# The same papers are picked for many readers: their text is cleaned and trimmed
-# once, not once per reader (it was a good part of an entry's cost). The cache holds
-# two weeks of a thousand new papers a day; an edited item is a different key.
+# The same papers are picked for many readers: their text is cleaned and trimmed,
+# and their authors and subjects laid out, once, not once per reader (that was a
+# good part of an entry's cost). The cache holds two weeks of a thousand new papers
+# a day; an edited item is a different key.
 @lru_cache(maxsize=16384)
 def _paper(item: StoredItem) -> _Paper:
-    """The item's text and links as every feed shows them."""
+    """The item's text, links and feed elements as every feed shows them."""
     authors = [name for name in (_line(a, NAME_LIMIT) for a in item.authors) if name]
+    shown = tuple(authors[:MAX_AUTHORS])
+    tags = tuple([t for t in (_line(t, NAME_LIMIT) for t in item.tags) if t][:MAX_TAGS])
+    elements = environment().get_template("feed_paper.xml.j2").module
     return _Paper(
         title=_line(item.title, TITLE_LIMIT) or "(untitled)",
         abstract=_line(item.abstract, ABSTRACT_LIMIT),
-        authors=tuple(authors[:MAX_AUTHORS]),
+        authors=shown,
         more_authors=max(len(authors) - MAX_AUTHORS, 0),
-        tags=tuple([t for t in (_line(t, NAME_LIMIT) for t in item.tags) if t][:MAX_TAGS]),
         related=tuple(_related(item)),
+        xml={kind: getattr(elements, kind)(shown, tags) for kind in KINDS},
     )
 
 
