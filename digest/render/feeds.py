@@ -18,7 +18,10 @@ Both documents come from autoescaped Jinja templates (`feed.atom.xml.j2`,
 the characters XML 1.0 forbids before it reaches a template, and only http(s) URLs
 ever become links. Dates are formatted without the locale (RFC 3339 for Atom,
 RFC 822 by `email.utils` for RSS), so rendering is safe in threads.
-`render_feeds` builds the entries once for both kinds.
+
+`render_feeds` builds the entries once for both kinds, and what depends on a paper
+alone (its cleaned text, and its author and subject elements from
+`feed_paper.xml.j2`) is made once per process, however many readers it goes to.
 """
 
 from __future__ import annotations
