@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import locale
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
@@ -23,13 +27,16 @@ from digest.render.feeds import (
     DEFAULT_DAYS,
     EMPTY_FEED_TIME,
     KINDS,
+    MEDIA_TYPES,
     TITLE_LIMIT,
     FeedSettings,
+    _linkable,
     entry_id,
     render_feed,
+    render_feeds,
     xml_text,
 )
-from digest.render.links import Links
+from digest.render.links import Links, is_web_url
 from digest.tokens import TokenSigner
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -391,6 +398,116 @@ def test_dates_follow_the_delivery_time(kind: str) -> None:
         assert entry.published_parsed[:5] == (TODAY.year, TODAY.month, TODAY.day, 7, 30)
 
 
+# --- both kinds at once -----------------------------------------------------------
+
+
+def per_kind(links: Links | None = None, **fields: object) -> dict[str, FeedSettings]:
+    """Each kind's settings as the dispatcher makes them: the self URL differs."""
+    return {
+        kind: feed_settings(
+            links, self_url=f"https://digest.example.org/feeds/tok.{kind}", **fields
+        )
+        for kind in KINDS
+    }
+
+
+@pytest.mark.parametrize("links", [Links(), TRACKED], ids=["plain", "tracked"])
+@pytest.mark.parametrize("audience", ["ada", "team:ml"])
+@pytest.mark.parametrize("count", [0, 1, DEFAULT_DAYS, 30])
+def test_render_feeds_gives_each_kind_its_render_feed_bytes(
+    links: Links, audience: str, count: int
+) -> None:
+    digests = days_of(audience, count)
+    by_kind = per_kind(links)
+    feeds = render_feeds(digests, by_kind)
+    assert list(feeds) == list(KINDS)
+    for kind in KINDS:
+        assert feeds[kind] == render_feed(digests, by_kind[kind], kind=kind)
+        root = strict(feeds[kind])
+        parsed(feeds[kind])
+        self_link = root.find("a:link[@rel='self']" if kind == "atom" else "channel/a:link", NS)
+        assert self_link.get("href") == by_kind[kind].self_url
+        assert self_link.get("type") == MEDIA_TYPES[kind]
+
+
+@pytest.mark.parametrize("audience", ["ada", "team:ml"])
+def test_render_feeds_of_hostile_items(audience: str) -> None:
+    digests = [hostile_digest(audience)]
+    by_kind = per_kind(TRACKED, title="<b>x</b> \x00")
+    feeds = render_feeds(digests, by_kind)
+    assert feeds == {k: render_feed(digests, s, kind=k) for k, s in by_kind.items()}
+
+
+def test_render_feeds_with_different_settings_per_kind() -> None:
+    """Kinds that do not share links, days or delivery time get their own entries."""
+    digests = days_of("ada", 5)
+    by_kind = {
+        "atom": feed_settings(TRACKED, days=2),
+        "rss": feed_settings(Links(), delivery=time(6, 0)),
+    }
+    feeds = render_feeds(digests, by_kind)
+    assert feeds == {k: render_feed(digests, s, kind=k) for k, s in by_kind.items()}
+    assert len(entries(strict(feeds["atom"]), "atom")) == 6
+    assert len(entries(strict(feeds["rss"]), "rss")) == 15
+    assert "/c/" in parsed(feeds["atom"]).entries[0].link
+    assert parsed(feeds["rss"]).entries[0].link.startswith("https://arxiv.org/abs/")
+
+
+def test_render_feeds_renders_the_kinds_asked_for() -> None:
+    digests = days_of("ada", 2)
+    assert list(render_feeds(digests, {"rss": feed_settings()})) == ["rss"]
+    assert render_feeds(digests, {}) == {}
+    with pytest.raises(ValueError, match="unknown feed kind 'json'"):
+        render_feeds(digests, {"atom": feed_settings(), "json": feed_settings()})
+    with pytest.raises(ValueError, match="one feed per audience"):
+        render_feeds([digest("ada", TODAY), digest("bob", TODAY)], per_kind())
+
+
+def test_an_item_changed_under_the_same_id_shows_its_new_text() -> None:
+    """Item text is reused across readers; an edited item must not show its old text."""
+    before = ReaderDigest("ada", TODAY, (Pick(item(1), 1, 0.5, Explanation()),))
+    edited = replace(before.picks[0].item, title="Paper 1, revised", authors=("Grace Hopper",))
+    after = ReaderDigest("ada", TODAY, (Pick(edited, 1, 0.5, Explanation()),))
+    render_feeds([before], per_kind())
+    for kind, data in render_feeds([after], per_kind()).items():
+        (entry,) = entries(strict(data), kind)
+        assert entry_title(entry, kind) == "Paper 1, revised"
+        assert "Grace Hopper" in entry_html(entry, kind)
+        assert "Ada Lovelace" not in data.decode()
+
+
+# --- dates and threads ------------------------------------------------------------
+
+RFC_822 = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d\d:\d\d:\d\d [+-]\d{4}"
+)
+
+
+def test_rss_dates_do_not_touch_the_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The RFC 822 dates are English whatever the locale, and the locale is left alone
+    (switching it is process-wide, so not thread-safe)."""
+
+    def refuse(*args: object) -> str:
+        raise AssertionError("the feed renderer changed the locale")
+
+    monkeypatch.setattr(locale, "setlocale", refuse)
+    root = strict(render_feed(days_of("ada", 3), feed_settings(), kind="rss"))
+    dates = [root.findtext("channel/lastBuildDate")]
+    dates += [e.findtext("pubDate") for e in entries(root, "rss")]
+    assert len(dates) == 10
+    assert all(RFC_822.fullmatch(d) for d in dates), dates
+
+
+def test_rendering_in_threads_gives_the_same_bytes() -> None:
+    jobs = [days_of(a, DEFAULT_DAYS) for a in ("ada", "team:ml", "bob", "carol")] * 4
+    by_kind = per_kind(TRACKED)
+    alone = [render_feeds(digests, by_kind) for digests in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda digests: render_feeds(digests, by_kind), jobs))
+    assert together == alone
+
+
 # --- content ----------------------------------------------------------------------
 
 
@@ -457,6 +574,29 @@ def test_item_without_any_url(kind: str) -> None:
     assert entry_title(entry, kind) == "(untitled)"
     assert html_parts(entry_html(entry, kind)).urls[0].startswith("https://digest.example.org/f/")
     parsed(data)
+
+
+@pytest.mark.parametrize("links", [Links(), TRACKED], ids=["plain", "tracked"])
+def test_atom_entry_link_is_a_typed_alternate(links: Links) -> None:
+    data = render_feed(days_of("ada", 1), feed_settings(links), kind="atom")
+    for entry in entries(strict(data), "atom"):
+        (link,) = entry.findall("a:link", NS)
+        assert link.get("rel") == "alternate"
+        assert link.get("type") == "text/html"
+        assert is_http(link.get("href"))
+    for entry in parsed(data).entries:
+        assert [(x.rel, x.type) for x in entry.links] == [("alternate", "text/html")]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_authors_are_named_in_both_kinds(kind: str) -> None:
+    data = render_feed(days_of("ada", 1, per_day=1), feed_settings(), kind=kind)
+    (entry,) = entries(strict(data), kind)
+    if kind == "atom":
+        names = [a.findtext("a:name", namespaces=NS) for a in entry.findall("a:author", NS)]
+    else:
+        names = [c.text for c in entry.findall("dc:creator", NS)]
+    assert names == ["Ada Lovelace", "Alan Turing"]
 
 
 # --- hostile items ----------------------------------------------------------------
@@ -581,6 +721,23 @@ def test_any_text_renders_and_parses_strictly(
         assert all(is_http(u) for u in all_links(root))
 
 
+url_like = st.one_of(
+    st.text(),
+    st.sampled_from(HOSTILE_URLS),
+    st.builds(
+        lambda s, rest: s + rest, st.sampled_from(["http://", "HTTPS://", "https://"]), st.text()
+    ),
+    st.from_regex(r"https?://[a-z0-9.:\[\]@-]{0,12}([/?#].{0,20})?", fullmatch=True),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(url=url_like)
+def test_a_link_is_an_http_url_xml_can_carry(url: str) -> None:
+    """The renderer's quick link check agrees with `is_web_url` plus XML's characters."""
+    assert _linkable(url) == (is_web_url(url) and xml_text(url) == url)
+
+
 # --- settings and inputs the caller must fix --------------------------------------
 
 
@@ -616,6 +773,18 @@ def test_renderer_stays_pure() -> None:
         "import sys, digest.render.feeds\n"
         "heavy = {'numpy', 'digest.store', 'digest.model', 'sqlite_utils', 'lightfm'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_renderer_needs_no_xml_library() -> None:
+    """The feeds are templates: neither feedgen nor lxml is imported to render them."""
+    code = (
+        "import sys, digest.render.feeds\n"
+        "print(sorted({'feedgen', 'lxml'} & {m.split('.')[0] for m in sys.modules}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

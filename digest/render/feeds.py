@@ -12,27 +12,34 @@ bytes, and an entry keeps its id and dates for as long as it stays in the window
   the ranking (rank 1 is the newest entry of its day);
 - feed time: the newest entry's time (the Unix epoch for a feed with no digests).
 
-The XML is built by feedgen (lxml); the HTML body of each entry comes from the
-autoescaped `feed_entry.html.j2` template. Item text may hold anything, so every
-string is stripped of the characters XML 1.0 forbids before it reaches either, and
-only http(s) URLs ever become links.
+Both documents come from autoescaped Jinja templates (`feed.atom.xml.j2`,
+`feed.rss.xml.j2`), the HTML body of each entry from the autoescaped
+`feed_entry.html.j2`. Item text may hold anything, so every string is stripped of
+the characters XML 1.0 forbids before it reaches a template, and only http(s) URLs
+ever become links. Dates are formatted without the locale (RFC 3339 for Atom,
+RFC 822 by `email.utils` for RSS), so rendering is safe in threads.
+
+`render_feeds` builds the entries once for both kinds, and what depends on a paper
+alone (its cleaned text, and its author and subject elements from
+`feed_paper.xml.j2`) is made once per process, however many readers it goes to.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from email.utils import format_datetime
+from functools import lru_cache
 from itertools import pairwise
 from urllib.parse import quote
 
-from feedgen.entry import FeedEntry
-from feedgen.feed import FeedGenerator
+from markupsafe import Markup, escape
 
-from digest.records import Pick, ReaderDigest
+from digest.records import Pick, ReaderDigest, StoredItem
 from digest.render.links import Links, is_web_url
-from digest.render.templates import render
+from digest.render.templates import environment, render
 
 KINDS = ("atom", "rss")
 #: The Content-Type to serve each kind with (also the `type` of its self link).
@@ -51,6 +58,10 @@ MAX_TAGS = 8
 # carriage return, lone surrogates, U+FFFE and U+FFFF. lxml refuses most of them.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _DNS_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# A plain http(s) URL: printable ASCII, a host of letters, digits, dots and dashes.
+# Every match is also an `is_web_url` URL XML can carry (a test checks), so the
+# common case skips urlsplit, which costs more than the rest of a link's checks.
+_PLAIN_WEB_URL = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(?::[0-9]*)?(?:[/?#][!-~]*)?")
 
 
 @dataclass(frozen=True)
@@ -87,27 +98,62 @@ class FeedSettings:
             raise ValueError(f"feed days must be at least 1, not {self.days}")
 
 
+@dataclass(frozen=True, slots=True)
+class _Paper:
+    """One item as every feed shows it: XML-safe lines, only http(s) links."""
+
+    title: str
+    abstract: str
+    authors: tuple[str, ...]
+    more_authors: int
+    related: tuple[tuple[str, str], ...]
+    #: Its authors and subjects as each kind's elements (from `feed_paper.xml.j2`).
+    xml: dict[str, Markup]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One pick as both kinds show it: every string XML-safe, every link http(s)."""
+
+    id: str
+    paper: _Paper
+    link: str | None
+    #: The HTML body escaped as XML character data, once for both kinds.
+    content: Markup
+    rfc3339: str
+    rfc822: str
+
+
 def render_feed(digests: Sequence[ReaderDigest], settings: FeedSettings, *, kind: str) -> bytes:
     """The feed of `kind` ("atom" or "rss") for one audience's digests, as UTF-8 XML.
 
     The digests may come in any order; the newest `settings.days` days of them are
     kept. All must be for the same audience, one per day (ValueError otherwise).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown feed kind {kind!r}: use one of {', '.join(KINDS)}")
-    window = _window(digests, settings.days)
-    feed = _generator(settings, kind)
-    newest = EMPTY_FEED_TIME
-    for digest in window:
-        picks = _ranked(digest.picks)
-        newest = max(newest, _entry_time(digest.day, settings.delivery, 0, len(picks)))
-        for place, pick in enumerate(picks):
-            when = _entry_time(digest.day, settings.delivery, place, len(picks))
-            _fill_entry(feed.add_entry(order="append"), digest, pick, settings, when, kind)
-    feed.updated(newest)
-    if kind == "atom":
-        return feed.atom_str(pretty=True)
-    return feed.rss_str(pretty=True)
+    return render_feeds(digests, {kind: settings})[kind]
+
+
+def render_feeds(
+    digests: Sequence[ReaderDigest], settings: Mapping[str, FeedSettings]
+) -> dict[str, bytes]:
+    """Several kinds of feed of the same digests: `{kind: settings}` in, `{kind: xml}` out.
+
+    Each kind has its own settings, as its self URL differs, and gets exactly the
+    bytes of `render_feed(digests, settings[kind], kind=kind)`. Kinds whose settings
+    agree on what shapes the entries (authority, links, delivery and days) share
+    them: each pick's links are signed and its HTML rendered once, not once a kind.
+    """
+    for kind in settings:
+        if kind not in KINDS:
+            raise ValueError(f"unknown feed kind {kind!r}: use one of {', '.join(KINDS)}")
+    shared: dict[tuple, tuple[list[_Entry], datetime]] = {}
+    feeds = {}
+    for kind, one in settings.items():
+        shape = (one.authority, one.links, one.delivery, one.days)
+        if shape not in shared:
+            shared[shape] = _entries(digests, one)
+        feeds[kind] = _document(kind, one, *shared[shape])
+    return feeds
 
 
 def entry_id(authority: str, audience: str, day: date, item_id: str) -> str:
@@ -125,6 +171,54 @@ def _tag_part(value: str) -> str:
     # RFC 4151 allows pchar in the specific part; "/" separates audience and item.
     # Percent-encoding keeps every character (even a lone surrogate) distinct.
     return quote(value, safe=":@!$&'()*+,;=-._~", errors="surrogatepass")
+
+
+def _document(kind: str, settings: FeedSettings, entries: list[_Entry], newest: datetime) -> bytes:
+    title = _line(settings.title, TITLE_LIMIT) or "digest"
+    rfc3339, rfc822 = _stamp(newest)
+    xml = render(
+        f"feed.{kind}.xml.j2",
+        title=title,
+        subtitle=f"{title}: new research papers picked for you, newest day first",
+        self_url=settings.self_url,
+        self_type=MEDIA_TYPES[kind],
+        site_url=settings.site_url,
+        updated=rfc3339 if kind == "atom" else rfc822,
+        entries=entries,
+    )
+    return xml.encode("utf-8")
+
+
+def _entries(
+    digests: Sequence[ReaderDigest], settings: FeedSettings
+) -> tuple[list[_Entry], datetime]:
+    """The window's entries in feed order, and the feed's time."""
+    html_body = environment().get_template("feed_entry.html.j2").module.body
+    entries = []
+    newest = EMPTY_FEED_TIME
+    for digest in _window(digests, settings.days):
+        picks = _ranked(digest.picks)
+        stamps = _day_stamps(digest.day, settings.delivery, len(picks))
+        newest = max(newest, _entry_time(digest.day, settings.delivery, 0, len(picks)))
+        per_day = {
+            "audience": xml_text(f"team {digest.name}" if digest.is_team else digest.name),
+            "day": digest.day.isoformat(),
+        }
+        for pick, (rfc3339, rfc822) in zip(picks, stamps, strict=True):
+            paper = _paper(pick.item)
+            url = _web(settings.links.item(digest.audience, pick.item, digest.day))
+            html = html_body(**per_day, **_body_args(digest, pick, paper, url, settings.links))
+            entry = _Entry(
+                id=entry_id(settings.authority, digest.audience, digest.day, pick.item.id),
+                paper=paper,
+                link=url,
+                # str(): escape() would pass the macro's Markup through as it is.
+                content=escape(str(html)),
+                rfc3339=rfc3339,
+                rfc822=rfc822,
+            )
+            entries.append(entry)
+    return entries, newest
 
 
 def _window(digests: Sequence[ReaderDigest], days: int) -> list[ReaderDigest]:
@@ -160,84 +254,66 @@ def _entry_time(day: date, delivery: time, place: int, count: int) -> datetime:
     return start + timedelta(seconds=max(count - 1 - place, 0))
 
 
-def _generator(settings: FeedSettings, kind: str) -> FeedGenerator:
-    title = _line(settings.title, TITLE_LIMIT) or "digest"
-    feed = FeedGenerator()
-    feed.id(settings.self_url)
-    feed.title(title)
-    feed.description(f"{title}: new research papers picked for you, newest day first")
-    feed.author(name=title)
-    feed.generator("digest")
-    feed.link(href=settings.self_url, rel="self", type=MEDIA_TYPES[kind])
-    if settings.site_url:
-        # The last link is also RSS's channel <link>.
-        feed.link(href=settings.site_url, rel="alternate", type="text/html")
-    if kind == "rss":
-        feed.load_extension("dc", atom=False, rss=True)
-    return feed
+# Every reader's feed covers the same few days at the same delivery time, so the
+# formatted dates are shared; formatting them is a good part of a small feed's cost.
+@lru_cache(maxsize=256)
+def _day_stamps(day: date, delivery: time, count: int) -> tuple[tuple[str, str], ...]:
+    """The (RFC 3339, RFC 822) times of the `count` entries of one day, in rank order."""
+    return tuple(_stamp(_entry_time(day, delivery, place, count)) for place in range(count))
 
 
-def _fill_entry(
-    entry: FeedEntry,
-    digest: ReaderDigest,
-    pick: Pick,
-    settings: FeedSettings,
-    when: datetime,
-    kind: str,
-) -> None:
-    item = pick.item
-    links = settings.links
-    entry.id(entry_id(settings.authority, digest.audience, digest.day, item.id))
-    entry.title(_line(item.title, TITLE_LIMIT) or "(untitled)")
-    entry.published(when)
-    entry.updated(when)
-    url = _web(links.item(digest.audience, item, digest.day))
-    if url:
-        # Only the one link: feedgen 1.0 drops rel and title from entry links, and a
-        # second rel-less link would be a second "alternate", which Atom forbids.
-        # Code and project links are in the content.
-        entry.link(href=url, rel="alternate")
-    authors = [name for name in (_line(a, NAME_LIMIT) for a in item.authors) if name]
-    if kind == "atom":
-        for name in authors[:MAX_AUTHORS]:
-            entry.author(name=name)
-    elif authors:
-        entry.dc.dc_creator(authors[:MAX_AUTHORS])
-    for tag in [t for t in (_line(t, NAME_LIMIT) for t in item.tags) if t][:MAX_TAGS]:
-        entry.category(term=tag)
-    entry.content(_body(digest, pick, url, authors, links), type="html")
+def _stamp(when: datetime) -> tuple[str, str]:
+    # format_datetime uses English day and month names whatever the locale.
+    return when.isoformat(), format_datetime(when)
 
 
-def _body(
-    digest: ReaderDigest, pick: Pick, url: str | None, authors: list[str], links: Links
-) -> str:
-    """The entry's HTML: why, members (teams), authors, trimmed abstract, links."""
+def _body_args(
+    digest: ReaderDigest, pick: Pick, paper: _Paper, url: str | None, links: Links
+) -> dict[str, object]:
+    """What the entry's HTML shows: why, members (teams), authors, abstract, links."""
     shown = [("paper", url)] if url else []
-    shown += _related(pick)
+    shown += paper.related
     for label, action in (("more like this", "more"), ("less like this", "less")):
         href = _web(links.feedback(digest.audience, pick.item, digest.day, action))
         if href:
             shown.append((label, href))
-    html = render(
-        "feed_entry.html.j2",
-        why=_line(pick.why.text(), ABSTRACT_LIMIT),
-        members=[m for m in (_line(m, NAME_LIMIT) for m in pick.members) if m],
-        authors=authors[:MAX_AUTHORS],
+    return {
+        "why": _line(pick.why.text(), ABSTRACT_LIMIT),
+        "members": [m for m in (_line(m, NAME_LIMIT) for m in pick.members) if m],
+        "authors": ", ".join(paper.authors),
+        "more_authors": paper.more_authors,
+        "abstract": paper.abstract,
+        "links": shown,
+        "rank": pick.rank,
+    }
+
+
+# The same papers are picked for many readers: their text is cleaned and trimmed,
+# and their authors and subjects laid out, once, not once per reader (that was a
+# good part of an entry's cost). The cache holds two weeks of a thousand new papers
+# a day; an edited item is a different key.
+@lru_cache(maxsize=16384)
+def _paper(item: StoredItem) -> _Paper:
+    """The item's text, links and feed elements as every feed shows them."""
+    authors = [name for name in (_line(a, NAME_LIMIT) for a in item.authors) if name]
+    shown = tuple(authors[:MAX_AUTHORS])
+    tags = tuple([t for t in (_line(t, NAME_LIMIT) for t in item.tags) if t][:MAX_TAGS])
+    elements = environment().get_template("feed_paper.xml.j2").module
+    return _Paper(
+        title=_line(item.title, TITLE_LIMIT) or "(untitled)",
+        abstract=_line(item.abstract, ABSTRACT_LIMIT),
+        authors=shown,
         more_authors=max(len(authors) - MAX_AUTHORS, 0),
-        abstract=_line(pick.item.abstract, ABSTRACT_LIMIT),
-        links=shown,
-        rank=pick.rank,
-        audience=xml_text(f"team {digest.name}" if digest.is_team else digest.name),
-        day=digest.day.isoformat(),
+        related=tuple(_related(item)),
+        xml={kind: getattr(elements, kind)(shown, tags) for kind in KINDS},
     )
-    return xml_text(html)
 
 
-def _related(pick: Pick) -> list[tuple[str, str]]:
+def _related(item: StoredItem) -> list[tuple[str, str]]:
     """Code and project links that are http(s), each URL once."""
     found: list[tuple[str, str]] = []
-    candidates = [("code", pick.item.code_url)]
-    candidates += [("project", u) for u in pick.item.project_urls]
+    candidates = [("code", item.code_url)]
+    candidates += [("project", u) for u in item.project_urls]
     for label, candidate in candidates:
         href = _web(candidate)
         if href and href not in [h for _, h in found]:
@@ -251,6 +327,9 @@ def _web(url: str | None) -> str | None:
 
 
 def _linkable(url: str) -> bool:
+    """True for an http(s) URL with a host, free of spaces and of what XML cannot carry."""
+    if _PLAIN_WEB_URL.fullmatch(url):
+        return True
     return is_web_url(url) and not _NOT_XML.search(url)
 
 
