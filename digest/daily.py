@@ -508,17 +508,15 @@ def _deliver(
     ids = store.planned(key)
     status = store.deliveries(key)
     dispatcher = Dispatcher(store, ws.settings, day, now, dry_run=report.dry_run)
+    work = []
+    for recipient in audience:
+        digest_id = ids.get(recipient.audience, -1)
+        done = {c for (i, c), s in status.items() if i == digest_id and s == "delivered"}
+        report.already += len(done & set(recipient.channels))
+        work.append((digests[recipient.audience], recipient, digest_id, done))
     try:
-        for n, recipient in enumerate(audience, 1):
-            digest = digests[recipient.audience]
-            digest_id = ids.get(recipient.audience, -1)
-            done = {c for (i, c), s in status.items() if i == digest_id and s == "delivered"}
-            report.already += len(done & set(recipient.channels))
-            if "wiki" in done and "wiki" in recipient.channels:
-                dispatcher.remember_post(digest, recipient)
-            for outcome in dispatcher.deliver(digest, recipient, digest_id, done):
-                report.count(outcome)
-            progress("deliver", n, len(audience))
+        for outcome in dispatcher.deliver_all(work, lambda n, total: progress("deliver", n, total)):
+            report.count(outcome)
     finally:
         for outcome in dispatcher.finish():
             report.count(outcome)

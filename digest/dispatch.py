@@ -19,8 +19,8 @@ again by the next run of the day.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -29,10 +29,11 @@ from digest.deliver.wiki import commit_message, commit_posts, write_posts
 from digest.errors import DeliveryError
 from digest.profiles import valid_email
 from digest.records import ReaderDigest, Recipient
-from digest.render.email import EmailSettings, render_email
-from digest.render.feeds import FeedSettings, render_feed
+from digest.render.bundle import RenderContext, Rendered, RenderJob, render_all
+from digest.render.email import EmailSettings
+from digest.render.feeds import KINDS
 from digest.render.links import Links
-from digest.render.wiki import WikiPost, post_path, render_post
+from digest.render.wiki import WikiPost, post_path
 from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import TokenSigner
@@ -76,34 +77,103 @@ class Dispatcher:
             unsubscribe_mailbox=self.settings.email.unsubscribe_mailbox or None,
         )
 
-    # -- the per-audience entry point ---------------------------------------------------
+    # -- the run's entry point -----------------------------------------------------------
 
-    def deliver(
-        self, digest: ReaderDigest, recipient: Recipient, digest_id: int, done: set[str]
-    ) -> list[Outcome]:
-        """Every channel of `recipient` not yet in `done`, in a fixed order.
+    def deliver_all(
+        self, work: Sequence[Work], progress: Callable[[int, int], None] | None = None
+    ) -> Iterator[Outcome]:
+        """Deliver every (digest, recipient, digest id, channels already done), in order.
 
-        A feed file or wiki post another audience of this run already owns (reader
-        `efficiency` and team `efficiency` share a post name) fails instead of
-        overwriting it; readers come before teams, so the reader keeps it.
+        Rendering (the CPU-heavy part) runs in worker processes for a big run; writing,
+        sending and recording stay here, one audience at a time, in the same order, so
+        the ledger grows exactly as the outputs do.
         """
-        out = []
+        jobs: list[RenderJob] = []
+        for digest, recipient, _digest_id, done in work:
+            channels, outcomes = self._channels(digest, recipient, done)
+            yield from outcomes
+            jobs.append(RenderJob(digest, recipient, channels))
+        jobs = self._with_feeds(jobs)
+        ids = {w[1].audience: w[2] for w in work}
+        for n, (job, rendered) in enumerate(
+            zip(jobs, render_all(jobs, self.context()), strict=True), 1
+        ):
+            yield from self._apply(job, rendered, ids[job.recipient.audience])
+            if progress:
+                progress(n, len(jobs))
+
+    def _channels(
+        self, digest: ReaderDigest, recipient: Recipient, done: set[str]
+    ) -> tuple[tuple[str, ...], list[Outcome]]:
+        """The channels to render for one audience, and the outcomes known already.
+
+        A feed file or wiki post another audience of this run already owns fails
+        instead of overwriting it; readers come before teams, so the reader keeps it.
+        """
+        todo, out = [], []
         for channel in CHANNELS:
             if channel not in recipient.channels:
                 continue
             clash = self._claim(channel, recipient, digest)
             if channel in done:
+                if channel == "wiki":
+                    self.posts.append(WikiPost(post_path(digest.day, digest.name), "",
+                                               recipient.audience, digest.day))  # fmt: skip
                 continue
             if clash:
                 out.append(Outcome(recipient.audience, channel, "failed", clash))
+            elif channel == "email" and (why := _unaddressable(recipient)):
+                out.append(Outcome(recipient.audience, "email", "skipped", why))
             else:
-                out.append(self._channel(channel, digest, recipient, digest_id))
+                todo.append(channel)
+        return tuple(todo), out
+
+    def _with_feeds(self, jobs: list[RenderJob]) -> list[RenderJob]:
+        """Fill in each job's feed window and feed URLs, with a few queries for all of them."""
+        feeders = [j.recipient.audience for j in jobs if "feed" in j.channels]
+        since = (self.day - timedelta(days=self.settings.feeds.days - 1)).isoformat()
+        # Later days too: re-running an earlier day must not take newer entries out.
+        windows = self.store.digests_of(feeders, since, "9999-12-31")
+        tokens = self._feed_tokens([j.recipient for j in jobs])
+        out = []
+        for job in jobs:
+            wants_url = "feed" in job.channels or "email" in job.channels
+            urls = {k: self._feed_url(job.recipient, k, tokens) for k in KINDS} if wants_url else {}
+            if "email" in job.channels and "feed" not in job.recipient.channels:
+                urls = {}  # the email names no feed the reader does not get
+            window = ()
+            if "feed" in job.channels:
+                older = [d for d in windows.get(job.recipient.audience, []) if d.day != self.day]
+                window = (job.digest, *older)
+            out.append(replace(job, feed_window=window, feed_urls=urls))
         return out
+
+    def _feed_tokens(self, recipients: Sequence[Recipient]) -> dict[str, str]:
+        if not self.links.base_url or self.dry_run:
+            return {}
+        handles = [r.handle for r in recipients if not r.is_team and "feed" in r.channels]
+        return self.store.feed_tokens(handles)
+
+    def _apply(self, job: RenderJob, rendered: Rendered, digest_id: int) -> Iterator[Outcome]:
+        for channel in job.channels:
+            yield self._channel(channel, job, rendered, digest_id)
+
+    def context(self) -> RenderContext:
+        """What every render of this run shares."""
+        email = self.settings.email
+        secret = self.settings.secret() if self.links.signer else None
+        return RenderContext(
+            sender=email.sender, list_id=email.list_id, now=self.now,
+            templates=self.settings.templates(), max_html_bytes=email.max_bytes,
+            base_url=self.links.base_url, secret=secret,
+            unsubscribe_mailbox=self.links.unsubscribe_mailbox,
+            authority=_authority(email.list_id), feed_days=self.settings.feeds.days,
+        )  # fmt: skip
 
     def _claim(self, channel: str, recipient: Recipient, digest: ReaderDigest) -> str | None:
         """Take the run's output names of `channel` for `recipient`; why not, if taken."""
         if channel == "feed":
-            names = [f"feeds/{_file_stem(recipient)}.{kind}" for kind in ("atom", "rss")]
+            names = [f"feeds/{_file_stem(recipient)}.{kind}" for kind in KINDS]
         elif channel == "wiki":
             names = [f"wiki/{post_path(digest.day, digest.name)}"]
         else:
@@ -114,20 +184,19 @@ class Dispatcher:
                 return f"{name} is {owner}'s already: rename the reader or the team"
         return None
 
-    def _channel(
-        self, channel: str, digest: ReaderDigest, recipient: Recipient, digest_id: int
-    ) -> Outcome:
+    def _channel(self, channel: str, job: RenderJob, rendered: Rendered, digest_id: int) -> Outcome:
+        audience = job.recipient.audience
         if channel in self._down:
-            return Outcome(recipient.audience, channel, "not attempted", self._down[channel])
+            return Outcome(audience, channel, "not attempted", self._down[channel])
         try:
-            return getattr(self, f"_{channel}")(digest, recipient, digest_id)
+            return getattr(self, f"_{channel}")(job, rendered, digest_id)
         except DeliveryError as exc:
             reason = " ".join(str(exc).split())
             self._down[channel] = reason
             if not self.dry_run:
                 # Replaces a "sending" row: that message was not accepted.
                 self.store.record_delivery(digest_id, channel, "failed", detail=reason)
-            return Outcome(recipient.audience, channel, "failed", reason)
+            return Outcome(audience, channel, "failed", reason)
 
     def finish(self) -> list[Outcome]:
         """Close the mail connection and commit the day's wiki posts (one commit).
@@ -156,23 +225,11 @@ class Dispatcher:
 
     # -- email ---------------------------------------------------------------------------
 
-    def _email(self, digest: ReaderDigest, recipient: Recipient, digest_id: int) -> Outcome:
-        address = recipient.email
-        if not address:
-            why = "no email address (the profile has channel 'email')"
-            return Outcome(recipient.audience, "email", "skipped", why)
-        if not valid_email(address):
-            return Outcome(recipient.audience, "email", "skipped", f"{address!r} is not an address")
-        feed_url = self._feed_url(recipient, "atom") if "feed" in recipient.channels else None
-        try:
-            rendered = render_email(
-                digest, recipient, self.email_settings(), now=self.now, feed_url=feed_url
-            )
-            message = rendered.as_bytes()
-        except ValueError as exc:
-            # An address the profile rule lets through but RFC 5322 does not ("a..b@x.org",
-            # a non-ASCII local part): that reader's email only, not the whole run.
-            return Outcome(recipient.audience, "email", "skipped", str(exc))
+    def _email(self, job: RenderJob, rendered: Rendered, digest_id: int) -> Outcome:
+        recipient = job.recipient
+        address = recipient.email or ""
+        if rendered.email is None:
+            return Outcome(recipient.audience, "email", "skipped", rendered.email_error or "")
         if self.dry_run:
             return Outcome(
                 recipient.audience, "email", "dry-run", f"to {address}: {rendered.subject}"
@@ -183,9 +240,9 @@ class Dispatcher:
             # knows this message's fate is unknown and sends it again (same Message-ID).
             self.store.record_delivery(digest_id, "email", "sending", target=address, attempts=0)
         result = transport.send(
-            self._outbox_name(recipient), self._sender_address(), address, message
+            self._outbox_name(recipient), self._sender_address(), address, rendered.email
         )
-        shown = digest.picks[: rendered.shown]
+        shown = job.digest.picks[: rendered.shown]
         status = "delivered" if result.delivered else "failed"
         self.store.record_delivery(
             digest_id, "email", status, target=address, detail=result.detail,
@@ -226,18 +283,11 @@ class Dispatcher:
 
     # -- feeds ---------------------------------------------------------------------------
 
-    def _feed(self, digest: ReaderDigest, recipient: Recipient, digest_id: int) -> Outcome:
-        days = self.settings.feeds.days
-        since = (self.day - timedelta(days=days - 1)).isoformat()
-        # Later days too: re-running an earlier day must not take newer entries out
-        # (render_feed keeps the newest `days` days of what it is given).
-        ids = self.store.recent_digests(recipient.audience, since, "9999-12-31")
-        history = [d for d in self.store.digests(ids).values() if d.day != self.day]
-        window = [digest, *history]
+    def _feed(self, job: RenderJob, rendered: Rendered, digest_id: int) -> Outcome:
+        recipient = job.recipient
         folder = self.settings.feeds_dir()
         written = []
-        for kind in ("atom", "rss"):
-            body = render_feed(window, self._feed_settings(recipient, kind), kind=kind)
+        for kind, body in rendered.feeds.items():
             path = folder / f"{_file_stem(recipient)}.{kind}"
             if not self.dry_run:
                 _make_folder(path.parent)
@@ -247,51 +297,35 @@ class Dispatcher:
             return Outcome(recipient.audience, "feed", "dry-run", ", ".join(written))
         self.store.record_delivery(
             digest_id, "feed", "delivered", target=written[0],
-            sends=self._sends(recipient, digest.picks, "feed"),
+            sends=self._sends(recipient, job.digest.picks, "feed"),
         )  # fmt: skip
         return Outcome(recipient.audience, "feed", "delivered", ", ".join(written))
 
-    def _feed_settings(self, recipient: Recipient, kind: str) -> FeedSettings:
-        who = "team " + recipient.handle if recipient.is_team else recipient.handle
-        return FeedSettings(
-            title=f"digest for {who}",
-            self_url=self._feed_url(recipient, kind),
-            authority=_authority(self.settings.email.list_id),
-            links=self.links,
-            site_url=self.settings.links.base_url or None,
-            days=self.settings.feeds.days,
-        )
-
-    def _feed_url(self, recipient: Recipient, kind: str) -> str:
+    def _feed_url(self, recipient: Recipient, kind: str, tokens: dict[str, str]) -> str:
         """The feed's public URL on the service, or its file URL without one."""
-        if self.links.base_url and not recipient.is_team and not self.dry_run:
-            url = self.links.feed(self.store.feed_token(recipient.handle), kind)
-            if url:
-                return url
+        token = tokens.get(recipient.handle) if not recipient.is_team else None
+        url = self.links.feed(token, kind) if token else None
+        if url:
+            return url
         path = self.settings.feeds_dir() / f"{_file_stem(recipient)}.{kind}"
         return path.resolve().as_uri()
 
     # -- wiki ----------------------------------------------------------------------------
 
-    def _wiki(self, digest: ReaderDigest, recipient: Recipient, digest_id: int) -> Outcome:
-        post = render_post(digest, recipient, self.links, templates=self.settings.templates())
+    def _wiki(self, job: RenderJob, rendered: Rendered, digest_id: int) -> Outcome:
+        post = rendered.post
+        assert post is not None  # rendered because the job asked for it
         root = self.settings.wiki_dir()
         if self.dry_run:
-            return Outcome(recipient.audience, "wiki", "dry-run", str(root / post.path))
+            return Outcome(job.recipient.audience, "wiki", "dry-run", str(root / post.path))
         _make_folder(root)
         write_posts(root, [post])
         self.posts.append(post)
         self.store.record_delivery(
             digest_id, "wiki", "delivered", target=str(root / post.path),
-            sends=self._sends(recipient, digest.picks, "wiki"),
+            sends=self._sends(job.recipient, job.digest.picks, "wiki"),
         )  # fmt: skip
-        return Outcome(recipient.audience, "wiki", "delivered", str(root / post.path))
-
-    def remember_post(self, digest: ReaderDigest, recipient: Recipient) -> None:
-        """Count an already-delivered post into this run's commit (a re-run after a crash)."""
-        self.posts.append(
-            render_post(digest, recipient, self.links, templates=self.settings.templates())
-        )
+        return Outcome(job.recipient.audience, "wiki", "delivered", str(root / post.path))
 
     # -- the ledger ----------------------------------------------------------------------
 
@@ -300,6 +334,19 @@ class Dispatcher:
     ) -> list[tuple[str, str, str, str]]:
         day = self.day.isoformat()
         return [(recipient.audience, p.item.id, channel, day) for p in picks]
+
+
+#: (digest, recipient, digest id, channels already delivered): one audience's work.
+Work = tuple[ReaderDigest, Recipient, int, set[str]]
+
+
+def _unaddressable(recipient: Recipient) -> str | None:
+    """Why a reader on the email channel cannot be emailed, if they cannot."""
+    if not recipient.email:
+        return "no email address (the profile has channel 'email')"
+    if not valid_email(recipient.email):
+        return f"{recipient.email!r} is not an address"
+    return None
 
 
 def _file_stem(recipient: Recipient) -> str:

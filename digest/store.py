@@ -786,6 +786,27 @@ class Store:
             raise StorageError(f"unknown reader '{handle}'")
         return row[0] or self.rotate_feed_token(handle)
 
+    def feed_tokens(self, handles: Sequence[str]) -> dict[str, str]:
+        """Feed tokens of many readers, creating the missing ones in one transaction."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(handles)):
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                self.conn.execute(
+                    f"SELECT handle, feed_token FROM readers WHERE handle IN ({marks}) "
+                    "AND feed_token IS NOT NULL",
+                    chunk,
+                ).fetchall()
+            )
+        missing = [h for h in handles if h not in out]
+        if missing:
+            known = set(self.reader_handles())
+            with self.transaction():
+                for handle in missing:
+                    if handle in known:
+                        out[handle] = self.rotate_feed_token(handle)
+        return out
+
     def rotate_feed_token(self, handle: str) -> str:
         """Give a reader a new random feed token: the old feed URL stops working."""
         token = secrets.token_urlsafe(24)
@@ -865,6 +886,29 @@ class Store:
             (audience, since, until),
         )
         return [r[0] for r in rows]
+
+    def digests_of(
+        self, audiences: Sequence[str], since: str, until: str
+    ) -> dict[str, list[ReaderDigest]]:
+        """Each audience's digests from `since` to `until`, newest first (feeds need them)."""
+        wanted = set(audiences)
+        ids: dict[int, str] = {}
+        for chunk in _chunks(sorted(wanted)):
+            marks = ",".join("?" * len(chunk))
+            ids.update(
+                (r[0], r[1])
+                for r in self.conn.execute(
+                    f"SELECT id, audience FROM digests WHERE audience IN ({marks}) "
+                    "AND digest_date BETWEEN ? AND ?",
+                    (*chunk, since, until),
+                )
+            )
+        out: dict[str, list[ReaderDigest]] = {a: [] for a in wanted}
+        for digest in self.digests(ids).values():
+            out[digest.audience].append(digest)
+        for found in out.values():
+            found.sort(key=lambda d: d.day, reverse=True)
+        return out
 
     def deliveries(self, day: str) -> dict[tuple[int, str], str]:
         """(digest id, channel) -> status for every delivery attempted for a day."""

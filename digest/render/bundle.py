@@ -1,0 +1,180 @@
+"""Everything one audience gets on one day, rendered in one call: email, feeds, wiki post.
+
+The daily run renders thousands of these, so this is the unit handed to worker
+processes: a `RenderJob` (plain records, picklable) in, a `Rendered` (bytes) out.
+Pure like the renderers it calls: no database, no network, no files.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from multiprocessing import get_context
+
+from digest.records import ReaderDigest, Recipient
+from digest.render.email import EmailSettings, render_email
+from digest.render.feeds import KINDS, FeedSettings, render_feeds
+from digest.render.links import Links
+from digest.render.wiki import WikiPost, render_post
+from digest.tokens import TokenSigner
+
+#: Audiences below this are rendered in-process: starting workers costs about a second.
+POOL_THRESHOLD = 200
+#: Jobs per task sent to a worker, and tasks kept in flight (bounds memory).
+_CHUNK = 16
+_IN_FLIGHT = 8
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """What every job of a run shares (sent to each worker once)."""
+
+    sender: str
+    list_id: str
+    now: datetime
+    templates: str | None = None
+    max_html_bytes: int = 100_000
+    base_url: str | None = None
+    secret: str | None = None
+    unsubscribe_mailbox: str | None = None
+    authority: str = "digest.localhost"
+    feed_days: int = 14
+
+    @cached_property
+    def links(self) -> Links:
+        signer = TokenSigner(self.secret) if self.secret and self.base_url else None
+        return Links(self.base_url, signer, self.unsubscribe_mailbox)
+
+    @cached_property
+    def email(self) -> EmailSettings:
+        return EmailSettings(
+            sender=self.sender, list_id=self.list_id, links=self.links,
+            templates=self.templates, max_html_bytes=self.max_html_bytes,
+        )  # fmt: skip
+
+    def feed_settings(self, recipient: Recipient, self_url: str) -> FeedSettings:
+        who = "team " + recipient.handle if recipient.is_team else recipient.handle
+        return FeedSettings(
+            title=f"digest for {who}", self_url=self_url, authority=self.authority,
+            links=self.links, site_url=self.base_url, days=self.feed_days,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One audience's digest and what to render of it."""
+
+    digest: ReaderDigest
+    recipient: Recipient
+    channels: tuple[str, ...]
+    #: The digests the feed holds (this day's included), any order.
+    feed_window: tuple[ReaderDigest, ...] = ()
+    #: kind -> the feed's own URL (its rel="self"); the email links the Atom one.
+    feed_urls: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A job's outputs; `email_error` says why there is no email when one was asked for."""
+
+    audience: str
+    email: bytes | None = None
+    subject: str = ""
+    shown: int = 0
+    email_error: str | None = None
+    feeds: dict[str, bytes] = field(default_factory=dict)
+    post: WikiPost | None = None
+
+
+def render_job(job: RenderJob, ctx: RenderContext) -> Rendered:
+    """Render every channel the job asks for."""
+    email = subject = error = None
+    shown = 0
+    if "email" in job.channels:
+        try:
+            rendered = render_email(
+                job.digest, job.recipient, ctx.email, now=ctx.now,
+                feed_url=job.feed_urls.get("atom"),
+            )  # fmt: skip
+            email, subject, shown = rendered.as_bytes(), rendered.subject, rendered.shown
+        except ValueError as exc:
+            # An address a mail header cannot carry: that reader's email only.
+            error = str(exc)
+    feeds = {}
+    if "feed" in job.channels:
+        settings = {k: ctx.feed_settings(job.recipient, job.feed_urls[k]) for k in KINDS}
+        feeds = render_feeds(job.feed_window, settings)
+    post = None
+    if "wiki" in job.channels:
+        post = render_post(job.digest, job.recipient, ctx.links, templates=ctx.templates)
+    return Rendered(job.recipient.audience, email, subject or "", shown, error, feeds, post)
+
+
+def render_all(jobs: Sequence[RenderJob], ctx: RenderContext) -> Iterator[Rendered]:
+    """Render jobs in order: in worker processes for a big run, in this one for a small one.
+
+    Workers are spawned, not forked (the parent may hold model threads and a
+    database connection), and at most a few chunks are in flight, so memory stays
+    flat however many readers there are.
+    """
+    if len(jobs) < POOL_THRESHOLD:
+        yield from (render_job(job, ctx) for job in jobs)
+        return
+    with ProcessPoolExecutor(
+        max_workers=_workers(),
+        mp_context=get_context("spawn"),
+        initializer=_init,
+        initargs=(ctx,),
+    ) as pool:
+        pending: deque[Future[list[Rendered]]] = deque()
+        for chunk in _chunks(jobs, _CHUNK):
+            pending.append(pool.submit(_render_chunk, chunk))
+            if len(pending) >= _IN_FLIGHT:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+_WORKER: dict[str, RenderContext] = {}
+
+
+def _init(ctx: RenderContext) -> None:
+    _WORKER["ctx"] = ctx
+    _die_with_parent(os.getppid())
+
+
+def _die_with_parent(parent: int) -> None:
+    """Exit as soon as the run that started this worker is gone (say, killed with -9).
+
+    An orphaned worker would otherwise wait forever on its task queue, holding the
+    run's stdout and stderr open.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _render_chunk(jobs: list[RenderJob]) -> list[Rendered]:
+    ctx = _WORKER["ctx"]
+    return [render_job(job, ctx) for job in jobs]
+
+
+def _chunks(jobs: Sequence[RenderJob], size: int) -> Iterable[list[RenderJob]]:
+    for start in range(0, len(jobs), size):
+        yield list(jobs[start : start + size])
+
+
+def _workers() -> int:
+    """One worker per core (the parent mostly waits on writes meanwhile)."""
+    return max(1, min(4, os.cpu_count() or 1))
