@@ -39,6 +39,8 @@ from digest.store import Store
 from digest.tokens import TokenSigner
 
 CHANNELS = ("email", "feed", "wiki")
+#: Audiences written between two `flush`es (one sync and one transaction each).
+BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Dispatcher:
     _down: dict[str, str] = field(default_factory=dict)
     #: Every feed file and wiki post of the run, and whose it is.
     _owners: dict[str, str] = field(default_factory=dict)
+    #: Deliveries written but not yet recorded (see `flush`).
+    _pending: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         secret = self.settings.secret()
@@ -95,12 +99,33 @@ class Dispatcher:
             jobs.append(RenderJob(digest, recipient, channels))
         jobs = self._with_feeds(jobs)
         ids = {w[1].audience: w[2] for w in work}
-        for n, (job, rendered) in enumerate(
-            zip(jobs, render_all(jobs, self.context()), strict=True), 1
-        ):
+        rendered_all = render_all(jobs, self.context())
+        for n, (job, rendered) in enumerate(zip(jobs, rendered_all, strict=True), 1):
             yield from self._apply(job, rendered, ids[job.recipient.audience])
+            if n % BATCH == 0:
+                self.flush()
             if progress:
                 progress(n, len(jobs))
+        self.flush()
+
+    def flush(self) -> None:
+        """Make the batch's files durable, then record the batch's deliveries at once.
+
+        One `sync` and one transaction per batch instead of an fsync per file and a
+        transaction per delivery: a crash before this point leaves files the ledger
+        does not know, and the next run writes them again under the same names.
+        """
+        if not self._pending:
+            return
+        os.sync()
+        self.store.record_deliveries(self._pending)
+        self._pending = []
+
+    def _record(self, digest_id: int, channel: str, target: str, sends: list) -> None:
+        self._pending.append(
+            {"digest_id": digest_id, "channel": channel, "status": "delivered",
+             "target": target, "sends": sends}
+        )  # fmt: skip
 
     def _channels(
         self, digest: ReaderDigest, recipient: Recipient, done: set[str]
@@ -204,6 +229,7 @@ class Dispatcher:
         A failed commit is an outcome, not an exception: the posts are written and
         recorded, and the next run of the day commits them.
         """
+        self.flush()
         if self._transport is not None:
             self._transport.close()
         if self.dry_run or not self.posts or not self.settings.wiki.commit:
@@ -244,10 +270,14 @@ class Dispatcher:
         )
         shown = job.digest.picks[: rendered.shown]
         status = "delivered" if result.delivered else "failed"
-        self.store.record_delivery(
-            digest_id, "email", status, target=address, detail=result.detail,
-            attempts=result.attempts, sends=self._sends(recipient, shown, "email"),
-        )  # fmt: skip
+        sends = self._sends(recipient, shown, "email")
+        if isinstance(transport, Outbox):
+            self._record(digest_id, "email", address, sends)
+        else:
+            self.store.record_delivery(
+                digest_id, "email", status, target=address, detail=result.detail,
+                attempts=result.attempts, sends=sends,
+            )  # fmt: skip
         return Outcome(recipient.audience, "email", status, result.detail)
 
     def email_settings(self) -> EmailSettings:
@@ -266,7 +296,7 @@ class Dispatcher:
         if self.settings.email.transport == "outbox":
             outbox = self.settings.outbox()
             _make_folder(outbox)
-            return Outbox(outbox)
+            return Outbox(outbox, sync=False)  # synced a batch at a time by `flush`
         smtp = self.settings.smtp
         return SmtpTransport(
             smtp.host, smtp.port, security=smtp.security, user=self.settings.smtp_user,
@@ -295,10 +325,9 @@ class Dispatcher:
             written.append(str(path))
         if self.dry_run:
             return Outcome(recipient.audience, "feed", "dry-run", ", ".join(written))
-        self.store.record_delivery(
-            digest_id, "feed", "delivered", target=written[0],
-            sends=self._sends(recipient, job.digest.picks, "feed"),
-        )  # fmt: skip
+        self._record(
+            digest_id, "feed", written[0], self._sends(recipient, job.digest.picks, "feed")
+        )
         return Outcome(recipient.audience, "feed", "delivered", ", ".join(written))
 
     def _feed_url(self, recipient: Recipient, kind: str, tokens: dict[str, str]) -> str:
@@ -319,12 +348,10 @@ class Dispatcher:
         if self.dry_run:
             return Outcome(job.recipient.audience, "wiki", "dry-run", str(root / post.path))
         _make_folder(root)
-        write_posts(root, [post])
+        write_posts(root, [post], sync=False)
         self.posts.append(post)
-        self.store.record_delivery(
-            digest_id, "wiki", "delivered", target=str(root / post.path),
-            sends=self._sends(job.recipient, job.digest.picks, "wiki"),
-        )  # fmt: skip
+        sends = self._sends(job.recipient, job.digest.picks, "wiki")
+        self._record(digest_id, "wiki", str(root / post.path), sends)
         return Outcome(job.recipient.audience, "wiki", "delivered", str(root / post.path))
 
     # -- the ledger ----------------------------------------------------------------------
@@ -369,15 +396,13 @@ def _make_folder(folder: Path) -> None:
 def _atomic_write(path: Path, body: bytes) -> None:
     """Replace `path` with `body` at once: a reader of the feed never sees half a file.
 
-    The data is on disk before the rename (and so before the delivery is recorded). A
+    The batch is synced before its deliveries are recorded (`Dispatcher.flush`). A
     fixed temporary name means a write cut short is cleaned up by the next one.
     """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as handle:
             handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -929,6 +929,22 @@ class Store:
         )
         return [r[0] for r in rows]
 
+    def record_deliveries(self, rows: Sequence[dict]) -> None:
+        """Record many delivered (digest, channel) pairs and their sends in one transaction.
+
+        Each row has `digest_id`, `channel`, `status`, `target` and `sends`.
+        """
+        stamp = now_iso()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO deliveries (digest_id, channel, status, target, detail, attempts, "
+                "updated_at) VALUES (?, ?, ?, ?, NULL, 1, ?) ON CONFLICT (digest_id, channel) "
+                "DO UPDATE SET status = excluded.status, target = excluded.target, "
+                "attempts = deliveries.attempts + 1, updated_at = excluded.updated_at",
+                [(r["digest_id"], r["channel"], r["status"], r["target"], stamp) for r in rows],
+            )
+            self.record_sends(s for r in rows if r["status"] == "delivered" for s in r["sends"])
+
     def record_delivery(
         self,
         digest_id: int,

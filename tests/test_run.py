@@ -40,6 +40,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
+from digest.dispatch import BATCH
 from digest.tokens import TokenSigner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -508,13 +509,15 @@ def test_a_run_killed_during_delivery_is_finished_exactly_once_by_the_next(
     else:
         pytest.fail("four runs in a row were not killed during delivery")
 
-    # The killed run left a partial state: every plan, some deliveries, no commit.
+    # The killed run left a partial state: every plan, some files, no commit. Deliveries
+    # are recorded a batch at a time after the batch is synced, so the ledger may lag the
+    # files by up to one batch (those are written again, under the same names).
     plans = site.planned(DAY1)
     assert len(plans) == readers
     delivered = site.deliveries()
     emailed = {a for (a, _, c), (s, _) in delivered.items() if c == "email" and s == "delivered"}
-    assert 0 < len(emailed) < readers
-    assert len(emailed) in (left, left - 1)  # a file may be written and not yet recorded
+    assert 0 < left < readers
+    assert len(emailed) <= left and left - len(emailed) <= BATCH
     assert site.commits() == []
 
     result = site.run("--date", DAY1)

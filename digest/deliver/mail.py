@@ -95,8 +95,10 @@ class Outbox(_Closing):
     beside the target; it never matches `*.eml` and is never mistaken for a message.
     """
 
-    def __init__(self, folder: str | os.PathLike[str]):
+    def __init__(self, folder: str | os.PathLike[str], *, sync: bool = True):
         self.folder = Path(folder)
+        #: False when the caller syncs a whole batch at once before recording it.
+        self.sync = sync
 
     def send(self, name: str, sender: str, recipient: str, message: bytes) -> DeliveryResult:
         """Write `message` to `folder/name` exactly as given; the envelope is not recorded.
@@ -108,7 +110,7 @@ class Outbox(_Closing):
         target = self.path_for(name)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(target, message)
+            _write_atomically(target, message, sync=self.sync)
         except OSError as error:
             raise DeliveryError(f"outbox: cannot write {target}: {error}") from error
         return DeliveryResult("delivered", detail=str(target))
@@ -129,19 +131,24 @@ class Outbox(_Closing):
         return target
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder, then rename it over `target`."""
+def _write_atomically(target: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write through a temporary file in the same folder, then rename it over `target`.
+
+    With `sync`, the data and the rename are on disk when this returns.
+    """
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _sync_folder(target.parent)
+    if sync:
+        _sync_folder(target.parent)
 
 
 def _sync_folder(folder: Path) -> None:

@@ -54,11 +54,12 @@ def publish(root: Path, posts: Sequence[WikiPost], message: str | None = None) -
     return Published(changed=tuple(changed), commit=commit_posts(root, changed, message))
 
 
-def write_posts(root: Path, posts: Sequence[WikiPost]) -> list[Path]:
+def write_posts(root: Path, posts: Sequence[WikiPost], *, sync: bool = True) -> list[Path]:
     """Write each post atomically under `root`; returns the files whose content changed.
 
     Every path is checked before anything is written, so a bad post leaves the wiki
-    untouched. A post identical to the file on disk is not rewritten.
+    untouched. A post identical to the file on disk is not rewritten. `sync=False` is
+    for a caller that syncs a whole batch before recording it.
     """
     root = Path(root)
     if not root.is_dir():
@@ -67,7 +68,7 @@ def write_posts(root: Path, posts: Sequence[WikiPost]) -> list[Path]:
     _refuse_duplicates(posts, targets)
     changed = []
     for post, target in zip(posts, targets, strict=True):
-        if _write_if_changed(target, post.text.encode("utf-8")):
+        if _write_if_changed(target, post.text.encode("utf-8"), sync=sync):
             changed.append(target)
     return changed
 
@@ -139,7 +140,7 @@ def _refuse_duplicates(posts: Sequence[WikiPost], targets: list[Path]) -> None:
         seen[target] = post.audience
 
 
-def _write_if_changed(target: Path, data: bytes) -> bool:
+def _write_if_changed(target: Path, data: bytes, *, sync: bool = True) -> bool:
     """Atomically replace `target` with `data` unless it already holds exactly that."""
     try:
         if target.read_bytes() == data:
@@ -150,13 +151,13 @@ def _write_if_changed(target: Path, data: bytes) -> bool:
         raise DeliveryError(f"{target}: cannot read: {exc.strerror or exc}") from None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, data)
+        _atomic_write(target, data, sync=sync)
     except OSError as exc:
         raise DeliveryError(f"{target}: cannot write: {exc.strerror or exc}") from None
     return True
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
+def _atomic_write(target: Path, data: bytes, *, sync: bool = True) -> None:
     """Temporary file beside `target` (mode 0666 less the umask), fsync, then rename over."""
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -164,7 +165,8 @@ def _atomic_write(target: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -7,7 +7,11 @@ Pure like the renderers it calls: no database, no network, no files.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -143,6 +147,7 @@ def render_all(jobs: Sequence[RenderJob], ctx: RenderContext) -> Iterator[Render
 
 
 _WORKER: dict[str, RenderContext] = {}
+_PR_SET_PDEATHSIG = 1
 
 
 def _init(ctx: RenderContext) -> None:
@@ -154,8 +159,15 @@ def _die_with_parent(parent: int) -> None:
     """Exit as soon as the run that started this worker is gone (say, killed with -9).
 
     An orphaned worker would otherwise wait forever on its task queue, holding the
-    run's stdout and stderr open.
+    run's stdout and stderr open. On Linux the kernel sends SIGKILL when the parent
+    dies (PR_SET_PDEATHSIG); elsewhere a thread watches the parent id.
     """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
 
     def watch() -> None:
         while os.getppid() == parent:
