@@ -48,6 +48,7 @@ _log = logging.getLogger("digest.serve")
 FEEDBACK_EVENTS = {"more": "like", "less": "dislike"}
 #: How long after recording a "more/less" choice its undo button still works.
 UNDO_WINDOW = timedelta(days=7)
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 _HEADERS = {
     # Tokens travel in URLs: never leak them to the item's site through the Referer.
     "Referrer-Policy": "no-referrer",
@@ -127,7 +128,12 @@ class Service:
             lines = [f"Undone: “{title}” no longer counts as {what}."]
             return self._page("Undone", lines if undone else ["There was nothing to undo."])
         if request.method != "HEAD":
-            with self.writer() as store:
+            with self.writer() as store, store.transaction():
+                # The latest choice wins: "less" after "more" on the same paper must not
+                # leave a like (+2) outweighing the dislike (-1), and the reverse.
+                opposite = FEEDBACK_EVENTS["less" if event == "like" else "more"]
+                while store.undo_link_event(token.reader, token.item_id, opposite, since=_EPOCH):
+                    pass
                 store.record_link_event(
                     token.reader, token.item_id, event, now=self.clock(),
                     window=self.settings.serve.click_window,
@@ -149,7 +155,10 @@ class Service:
         if request.method == "POST":
             # RFC 8058 one-click: the body says "List-Unsubscribe=One-Click"; the signed
             # token alone authorises the request, so the body is not read.
-            with self.writer() as store:
+            with self.writer() as store, store.transaction():
+                # A reader this database does not know yet (it was rebuilt, say) is
+                # added, so the unsubscribe holds when their profile comes back.
+                store.ensure_reader(token.reader, origin="feedback")
                 store.set_subscribed(token.reader, False)
             return self._page(
                 "Unsubscribed",

@@ -470,6 +470,20 @@ def test_less_like_this_records_a_dislike_and_undo_takes_back_only_that(site: Si
     assert site.events() == [("grace", item, "click")]
 
 
+def test_the_latest_of_more_and_less_like_this_wins(site: Site) -> None:
+    item = site.ids["gnn"]
+    more, less = f"/f/{token('ada', item, 'more')}", f"/f/{token('ada', item, 'less')}"
+    assert site.http.get(more).status_code == 200
+    assert site.http.get(less).status_code == 200
+    assert site.events() == [("ada", item, "dislike")]  # not a like (+2) and a dislike (-1)
+    site.clock.now += timedelta(days=3)
+    assert site.http.get(more).status_code == 200
+    assert site.events() == [("ada", item, "like")]
+    assert site.http.get(f"/c/{token('ada', item, 'click')}").status_code == 302
+    assert site.http.get(less).status_code == 200
+    assert site.events() == [("ada", item, "click"), ("ada", item, "dislike")]
+
+
 def test_undo_works_for_a_week_and_no_longer(site: Site) -> None:
     item = site.ids["sparse"]
     path = f"/f/{token('ada', item, 'more')}"
@@ -516,6 +530,12 @@ def test_a_one_click_post_unsubscribes(site: Site) -> None:
     assert site.unsubscribed() == {"ada"}
     again = site.http.post(f"/u/{token('ada', '', 'unsubscribe')}")
     assert again.status_code == 200 and site.unsubscribed() == {"ada"}
+
+
+def test_unsubscribing_holds_for_a_reader_the_database_does_not_know_yet(site: Site) -> None:
+    response = site.http.post(f"/u/{token('stranger', '', 'unsubscribe')}")
+    assert response.status_code == 200
+    assert site.unsubscribed() == {"stranger"}
 
 
 # -- private feeds ----------------------------------------------------------------------------
