@@ -787,7 +787,8 @@ def test_the_serve_command_records_clicks_and_one_click_unsubscribes(tmp_path: P
         )  # fmt: skip
         assert one_click.status_code == 200
         status, err = server.stop()
-    assert status in (0, 130), err  # 130: the CLI reports the Ctrl-C it was stopped with
+    assert status == 130, err  # the CLI's exit status for Ctrl-C, after a clean shutdown
+    assert err.splitlines()[-1] == "interrupted"
     assert "Traceback" not in err
     with Store.open(db, create=False) as store:
         assert [event[:3] for event in store.events()] == [("grace", ids["sparse"], "click")]
@@ -868,6 +869,36 @@ def unsubscribe_link(eml: Path) -> str:
     """The https link of a message's List-Unsubscribe header."""
     header = message_from_bytes(eml.read_bytes())["List-Unsubscribe"]
     return re.search(r"<(https?://[^>]+)>", header).group(1)
+
+
+def email_html(eml: Path) -> str:
+    """The HTML part of a delivered message, decoded."""
+    message = message_from_bytes(eml.read_bytes())
+    part = next(p for p in message.walk() if p.get_content_type() == "text/html")
+    return part.get_payload(decode=True).decode("utf-8")
+
+
+def test_the_feed_link_in_a_delivered_email_serves_that_readers_feed(tmp_path: Path) -> None:
+    config = example_config(tmp_path, "http://127.0.0.1:9")
+    day = run_cli(config, "run", "--date", "2026-03-11")
+    assert day.returncode == 0, day.stderr
+    html = email_html(tmp_path / "out" / "outbox" / "2026-03-11" / "ada.eml")
+    links = set(re.findall(r"http://127\.0\.0\.1:9/feeds/[A-Za-z0-9_-]{16,}\.atom", html))
+    assert len(links) == 1, links
+    feed = links.pop().removeprefix("http://127.0.0.1:9")
+    folder = tmp_path / "out" / "feeds"
+    settings = load_settings(str(config), env={"DIGEST_SECRET": SECRET})
+    with (
+        LiveServer(create_app(settings)) as server,
+        httpx.Client(base_url=server.base) as http,
+    ):
+        atom = http.get(feed)
+        rss = http.get(feed.replace(".atom", ".rss"))
+        by_handle = http.get("/feeds/ada.atom")
+    assert atom.status_code == 200 and atom.content == (folder / "ada.atom").read_bytes()
+    assert rss.status_code == 200 and rss.content == (folder / "ada.rss").read_bytes()
+    assert by_handle.status_code == 404
+    assert f"{feed}".encode() in atom.content  # the feed names its own private URL
 
 
 def profile_subscribed(config: Path, handle: str) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
-from email import message_from_bytes
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,14 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from test_serve import SECRET, LiveServer, example_config, run_cli, unsubscribe_link
+from test_serve import (
+    SECRET,
+    LiveServer,
+    email_html,
+    example_config,
+    run_cli,
+    unsubscribe_link,
+)
 
 from digest.serve import create_app
 from digest.settings import load_settings
@@ -61,9 +67,7 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 def body_unsubscribe_link(eml: Path) -> str:
     """The href of the "Unsubscribe" link a reader sees in the email's HTML."""
-    message = message_from_bytes(eml.read_bytes())
-    part = next(p for p in message.walk() if p.get_content_type() == "text/html")
-    html = part.get_payload(decode=True).decode("utf-8")
+    html = email_html(eml)
     found = re.findall(r'<a[^>]*href="([^"]+)"[^>]*>\s*Unsubscribe\s*</a>', html)
     assert len(found) == 1, found
     return found[0].replace("&amp;", "&")
