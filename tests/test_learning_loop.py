@@ -25,12 +25,11 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-from email import message_from_bytes
 from pathlib import Path
 
 import httpx
 import pytest
-from test_serve import SECRET, LiveServer, cli_env, write_config
+from test_serve import SECRET, LiveServer, cli_env, email_html, write_config
 
 from digest.ingest import ingest
 from digest.serve import create_app
@@ -116,11 +115,11 @@ def day2_picks(root: Path, reader: str = "ada") -> list[Pick]:
 
 
 def email_links(root: Path, route: str) -> dict[str, str]:
-    """The URL of each paper's `route` link (c, f) in ada's day-1 email, by paper URL."""
-    eml = root / "out" / "outbox" / DAY1.isoformat() / "ada.eml"
-    message = message_from_bytes(eml.read_bytes())
-    html = next(p for p in message.walk() if p.get_content_type() == "text/html")
-    body = html.get_payload(decode=True).decode("utf-8")
+    """Ada's day-1 email's links to `route` (c or f), by "<paper URL> <action>".
+
+    The paper and action are read from each token's payload (signed, not secret).
+    """
+    body = email_html(root / "out" / "outbox" / DAY1.isoformat() / "ada.eml")
     with sqlite3.connect(root / "digest.db") as conn:
         urls = dict(conn.execute("SELECT id, url FROM items").fetchall())
     conn.close()
