@@ -13,17 +13,25 @@ answered but never counted, and a GET never unsubscribes: mail scanners prefetch
 links, and one-click unsubscribe is a POST by design.
 
 Events go to the same SQLite database `digest run` uses: WAL, a busy timeout and
-one short transaction per request, on one connection per worker thread.
+one short transaction per request, on one connection per worker thread. Writes
+take turns on a lock in the process, so worker threads queue there instead of in
+SQLite's busy handler, which sleeps: under load that made a few requests wait
+half a second while others overtook them. A request that still finds the
+database locked (a long write by `digest run`) gets a 503 page, never a traceback.
 """
 
 from __future__ import annotations
 
+import logging
+import socket
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import Route
@@ -35,10 +43,12 @@ from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import LinkToken, TokenError, TokenSigner
 
+_log = logging.getLogger("digest.serve")
 #: Events a "more/less like this" link records: a like weighs double, a dislike is negative.
 FEEDBACK_EVENTS = {"more": "like", "less": "dislike"}
 #: How long after recording a "more/less" choice its undo button still works.
 UNDO_WINDOW = timedelta(days=7)
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 _HEADERS = {
     # Tokens travel in URLs: never leak them to the item's site through the Referer.
     "Referrer-Policy": "no-referrer",
@@ -65,6 +75,7 @@ class Service:
         self.signer = TokenSigner(secret)
         self.clock = clock or (lambda: datetime.now(UTC))
         self._local = threading.local()
+        self._writing = threading.Lock()
         Store.open(settings.store.db, create=False).close()  # fail now, not per request
 
     def store(self) -> Store:
@@ -73,6 +84,12 @@ class Service:
         if store is None:
             store = self._local.store = Store.open(self.settings.store.db, create=False)
         return store
+
+    @contextmanager
+    def writer(self) -> Iterator[Store]:
+        """This thread's store, holding the process's write turn (see the module docstring)."""
+        with self._writing:
+            yield self.store()
 
     # -- /c: clicks -------------------------------------------------------------------------
 
@@ -84,10 +101,11 @@ class Service:
         if not items or not is_web_url(items[0].url):
             return self._page("Link unavailable", ["This paper has no web link."], status=404)
         if request.method != "HEAD":
-            self.store().record_link_event(
-                token.reader, token.item_id, "click", now=self.clock(),
-                window=self.settings.serve.click_window,
-            )  # fmt: skip
+            with self.writer() as store:
+                store.record_link_event(
+                    token.reader, token.item_id, "click", now=self.clock(),
+                    window=self.settings.serve.click_window,
+                )  # fmt: skip
         return RedirectResponse(items[0].url, status_code=302, headers=_HEADERS)
 
     # -- /f: more or less like this ---------------------------------------------------------
@@ -102,17 +120,24 @@ class Service:
         title = items[0].title
         event = FEEDBACK_EVENTS[token.action]
         if request.method == "POST":
-            undone = self.store().undo_link_event(
-                token.reader, token.item_id, event, since=self.clock() - UNDO_WINDOW
-            )
+            with self.writer() as store:
+                undone = store.undo_link_event(
+                    token.reader, token.item_id, event, since=self.clock() - UNDO_WINDOW
+                )
             what = "liked" if event == "like" else "disliked"
             lines = [f"Undone: “{title}” no longer counts as {what}."]
             return self._page("Undone", lines if undone else ["There was nothing to undo."])
         if request.method != "HEAD":
-            self.store().record_link_event(
-                token.reader, token.item_id, event, now=self.clock(),
-                window=self.settings.serve.click_window,
-            )  # fmt: skip
+            with self.writer() as store, store.transaction():
+                # The latest choice wins: "less" after "more" on the same paper must not
+                # leave a like (+2) outweighing the dislike (-1), and the reverse.
+                opposite = FEEDBACK_EVENTS["less" if event == "like" else "more"]
+                while store.undo_link_event(token.reader, token.item_id, opposite, since=_EPOCH):
+                    pass
+                store.record_link_event(
+                    token.reader, token.item_id, event, now=self.clock(),
+                    window=self.settings.serve.click_window,
+                )  # fmt: skip
         more = token.action == "more"
         lines = [
             f"Thanks. You will see {'more' if more else 'fewer'} papers like “{title}”.",
@@ -130,7 +155,11 @@ class Service:
         if request.method == "POST":
             # RFC 8058 one-click: the body says "List-Unsubscribe=One-Click"; the signed
             # token alone authorises the request, so the body is not read.
-            self.store().set_subscribed(token.reader, False)
+            with self.writer() as store, store.transaction():
+                # A reader this database does not know yet (it was rebuilt, say) is
+                # added, so the unsubscribe holds when their profile comes back.
+                store.ensure_reader(token.reader, origin="feedback")
+                store.set_subscribed(token.reader, False)
             return self._page(
                 "Unsubscribed",
                 [f"{token.reader} will get no more digests.",
@@ -176,6 +205,34 @@ class Service:
             return None
         return token if token.action in actions else None
 
+    def http_error(self, request: Request, exc: Exception) -> HTMLResponse:
+        """Unknown paths and methods get the same small page as everything else."""
+        assert isinstance(exc, HTTPException)
+        heading = "Not found" if exc.status_code == 404 else exc.detail
+        page = self._page(heading, ["There is nothing here."], status=exc.status_code)
+        page.headers.update(exc.headers or {})
+        return page
+
+    def database_busy(self, request: Request, exc: Exception) -> HTMLResponse:
+        """A database locked past the busy timeout: a page asking to retry, not a 500."""
+        if not (isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)):
+            raise exc
+        _log.warning(
+            "database locked past the busy timeout: answered %s with 503", request.url.path[:3]
+        )
+        page = self._page(
+            "Busy", ["The service is busy. Please try the link again in a minute."], status=503
+        )
+        page.headers["Retry-After"] = "60"
+        return page
+
+    def server_error(self, request: Request, exc: Exception) -> HTMLResponse:
+        """A page instead of a bare 500 (uvicorn logs the traceback, then closes the
+        connection: say so, or a client reusing it gets a reset)."""
+        page = self._page("Error", ["Something went wrong on our side."], status=500)
+        page.headers["Connection"] = "close"
+        return page
+
     def _invalid(self) -> HTMLResponse:
         return self._page(
             "Invalid link", ["This link is not valid. It may have been cut short or changed."],
@@ -196,7 +253,7 @@ class Service:
 def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Starlette:
     """The ASGI application (uvicorn serves it; tests may too)."""
     service = Service(settings, clock=clock)
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/c/{token}", service.click, methods=["GET"]),
             Route("/f/{token}", service.feedback, methods=["GET", "POST"]),
@@ -204,15 +261,24 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
             Route("/feeds/{token}.{kind:str}", _kinds(service.feed), methods=["GET"]),
             Route("/healthz", service.health, methods=["GET"]),
         ],
+        exception_handlers={
+            HTTPException: service.http_error,
+            sqlite3.OperationalError: service.database_busy,
+            Exception: service.server_error,
+        },
     )
+    # Starlette answers "/c/<token>/" with a redirect to an absolute URL built from the
+    # request's Host header: a redirect target taken from the request. No such thing here.
+    app.router.redirect_slashes = False
+    return app
 
 
 def _kinds(handler: Callable) -> Callable:
-    """Only .atom and .rss are feeds; anything else is a plain 404."""
+    """Only .atom and .rss are feeds; anything else is a 404."""
 
     def wrapped(request: Request):
         if request.path_params["kind"] not in ("atom", "rss"):
-            return HTMLResponse("Not found", status_code=404, headers=_HEADERS)
+            raise HTTPException(404)
         return handler(request)
 
     return wrapped
@@ -223,10 +289,31 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     import uvicorn
 
     app = create_app(settings)
+    host, port = host or settings.serve.host, port or settings.serve.port
+    # Bound here, not by uvicorn: uvicorn logs a failed bind and calls sys.exit, which
+    # would bypass the CLI's one-line error.
+    sock = listen(host, port)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, proxy_headers=True, server_header=False
+    )
     try:
-        uvicorn.run(
-            app, host=host or settings.serve.host, port=port or settings.serve.port,
-            log_level="warning", access_log=False, proxy_headers=True, server_header=False,
-        )  # fmt: skip
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port, or a DigestError saying why not."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
+        return sock
     except OSError as exc:
         raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -810,7 +810,11 @@ class Store:
     def rotate_feed_token(self, handle: str) -> str:
         """Give a reader a new random feed token: the old feed URL stops working."""
         token = secrets.token_urlsafe(24)
-        self.conn.execute("UPDATE readers SET feed_token = ? WHERE handle = ?", (token, handle))
+        cur = self.conn.execute(
+            "UPDATE readers SET feed_token = ? WHERE handle = ?", (token, handle)
+        )
+        if cur.rowcount != 1:  # a token stored nowhere would be a feed URL that never works
+            raise StorageError(f"unknown reader '{handle}'")
         return token
 
     # -- digests: each audience's planned picks for a day, and their deliveries ---------
