@@ -16,7 +16,6 @@ and the next day's scores then come out hundreds of times too large (a bug in
 from __future__ import annotations
 
 import base64
-import json
 import re
 import shutil
 import sqlite3
@@ -126,9 +125,8 @@ def email_links(root: Path, route: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for link in set(re.findall(rf"{re.escape(BASE)}/{route}/[A-Za-z0-9_.-]+", body)):
         payload = link.rsplit("/", 1)[1].split(".")[0]
-        reader, item_id, action, _ = json.loads(
-            base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        )
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        reader, item_id, action, _ = raw.decode().split("\x1f")
         assert reader == "ada"
         out[f"{urls[item_id]} {action}"] = link
     return out
