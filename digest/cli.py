@@ -565,12 +565,11 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None) -> None:
     from digest.serve import serve
 
     settings = settings_for(ctx, **{"serve.host": host, "serve.port": port})
-    click.echo(
-        f"digest serve on http://{settings.serve.host}:{settings.serve.port} "
-        f"(database {settings.store.db}); Ctrl-C stops",
-        err=True,
-    )
-    serve(settings)
+
+    def ready(url: str) -> None:
+        click.echo(f"digest serve on {url} (database {settings.store.db}); Ctrl-C stops", err=True)
+
+    serve(settings, ready=ready)
 
 
 @cli.group("readers")

@@ -284,8 +284,14 @@ def _kinds(handler: Callable) -> Callable:
     return wrapped
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
-    """Run the service with uvicorn until interrupted."""
+def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run the service with uvicorn until interrupted; `ready` hears the URL once bound."""
     import uvicorn
 
     app = create_app(settings)
@@ -293,6 +299,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     # Bound here, not by uvicorn: uvicorn logs a failed bind and calls sys.exit, which
     # would bypass the CLI's one-line error.
     sock = listen(host, port)
+    if ready:
+        ready(f"http://{host}:{sock.getsockname()[1]}")
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, proxy_headers=True, server_header=False
     )

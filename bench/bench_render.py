@@ -1,0 +1,99 @@
+"""Render all three formats (email, Atom + RSS, wiki post) for 10,000 readers x 20 items.
+
+The daily run's render stage alone: `digest.render.bundle.render_all` with the run's
+worker processes, tracked links on (every item signed three times). Target on this
+2-core machine: at least 500 readers/s, peak memory under 1 GB (this process plus
+its workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_run import vocabulary
+from common import machine, peak_rss_mb, write_section
+
+from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
+from digest.render.bundle import RenderContext, RenderJob, render_all
+
+DAY = date(2026, 3, 11)
+
+
+def items(rnd: random.Random, vocab: list[str], n: int) -> list[StoredItem]:
+    """Papers with real-looking lengths: 10-word titles, 180-word abstracts, code links."""
+    out = []
+    for i in range(n):
+        words = rnd.choices(vocab, k=190)
+        out.append(
+            StoredItem(
+                id=f"p{i:06d}", title=" ".join(words[:10]).capitalize(),
+                abstract=" ".join(words[10:]) + ".", url=f"https://arxiv.org/abs/2603.{i:05d}",
+                authors=tuple(f"Author {rnd.randrange(999)}" for _ in range(rnd.randint(2, 9))),
+                first_seen=DAY.isoformat(), code_url=f"https://github.com/lab/p{i}",
+            )
+        )  # fmt: skip
+    return out
+
+
+def jobs(readers: int, per_reader: int, pool: list[StoredItem], rnd: random.Random):
+    out = []
+    for r in range(readers):
+        chosen = rnd.sample(pool, per_reader)
+        picks = tuple(
+            Pick(item, n + 1, 1.0 - n / 50, Explanation(interest="graph learning",
+                 because_title=pool[0].title, terms=("graph", "nodes")))
+            for n, item in enumerate(chosen)
+        )  # fmt: skip
+        digest = ReaderDigest(f"r{r}", DAY, picks)
+        recipient = Recipient(f"r{r}", f"Reader {r}", f"r{r}@example.org",
+                              ("email", "feed", "wiki"))  # fmt: skip
+        urls = {k: f"https://digest.example.org/feeds/t{r}.{k}" for k in ("atom", "rss")}
+        out.append(RenderJob(digest, recipient, ("email", "feed", "wiki"), (digest,), urls))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--readers", type=int, default=10_000)
+    parser.add_argument("--items", type=int, default=20)
+    parser.add_argument("--write", help="markdown file to record the result in")
+    args = parser.parse_args()
+    rnd = random.Random(0)
+    work = jobs(args.readers, args.items, items(rnd, vocabulary(), 1000), rnd)
+    ctx = RenderContext(
+        sender="digest <digest@example.org>", list_id="digest.example.org",
+        now=datetime(2026, 3, 11, 7, tzinfo=UTC), base_url="https://digest.example.org",
+        secret="bench-secret-0123456789abcdef", unsubscribe_mailbox="u@example.org",
+        authority="digest.example.org",
+    )  # fmt: skip
+    started = time.perf_counter()
+    total = 0
+    for rendered in render_all(work, ctx):
+        total += len(rendered.email or b"") + sum(map(len, rendered.feeds.values()))
+        total += len(rendered.post.text) if rendered.post else 0
+    seconds = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result = (
+        f"- Command: `make bench` (`python bench/bench_render.py --readers {args.readers} "
+        f"--items {args.items}`)\n"
+        f"- Machine: {machine()}\n"
+        f"- {args.readers:,} readers x {args.items} items, tracked links, email + Atom + RSS "
+        f"+ wiki each: {seconds:.1f} s, **{args.readers / seconds:.0f} readers/s** "
+        f"(target >= 500), {total / 2**20:.0f} MiB rendered\n"
+        f"- Peak RSS: this process {peak_rss_mb():.0f} MB, largest worker {children:.0f} MB "
+        "(target < 1 GB)\n"
+    )
+    print(result)
+    if args.write:
+        write_section(args.write, "Rendering", result)
+
+
+if __name__ == "__main__":
+    main()
