@@ -99,3 +99,25 @@ def test_every_command_has_help_and_is_documented(name: str, command: click.Comm
     assert command.help and len(command.help) > 20
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"digest {name}" in readme
+
+
+@pytest.mark.parametrize("name,command", _commands(cli), ids=lambda v: str(v))
+def test_every_option_has_help_text(name: str, command: click.Command) -> None:
+    """`--help` explains every option of every command, not just the command."""
+    bare = [
+        p.opts[0]
+        for p in command.params
+        if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()
+    ]
+    assert not bare, f"digest {name}: options without help: {bare}"
+
+
+def test_an_option_after_the_command_is_accepted(runner: CliRunner, tmp_path: Path) -> None:
+    """`digest items --db x` works like `digest --db x items` (and a typo'd path is an error)."""
+    db = tmp_path / "d.db"
+    assert runner.invoke(cli, ["ingest", str(FIXTURES / "dumps" / "crlf.txt"), "--db", str(db)])
+    listed = runner.invoke(cli, ["items", "--db", str(db)])
+    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2
+    typo = runner.invoke(cli, ["items", "--db", str(tmp_path / "typo.db")])
+    assert typo.exit_code == 1 and "no database" in typo.stderr
+    assert not (tmp_path / "typo.db").exists()
