@@ -43,9 +43,17 @@ fmt: install
 test: lint browser
 	$(VENV)/bin/pytest
 
+# Speed and memory targets, each written to its section of docs/benchmarks.md with the
+# machine and the command. The whole set takes about half an hour on 2 cores.
 bench: install
 	$(PY) bench/bench_ingest.py --write docs/benchmarks.md
 	$(PY) bench/bench_rank.py --write docs/benchmarks.md
+	$(PY) bench/bench_train.py --write docs/benchmarks.md
+	$(PY) bench/bench_email.py --write docs/benchmarks.md
+	$(PY) bench/bench_feeds.py --write docs/benchmarks.md
+	$(PY) bench/bench_render.py --write docs/benchmarks.md
+	$(PY) bench/bench_serve.py --write docs/benchmarks.md
+	$(PY) bench/bench_run.py --write docs/benchmarks.md
 
 eval: install
 	$(DIGEST) evaluate --citeulike ../shared/datasets/citeulike-a --seeds 0,1,2 --write docs/evaluation.md

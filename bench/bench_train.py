@@ -1,0 +1,97 @@
+"""Training twice over the same data, with sentence embeddings on (the default install).
+
+The first `digest train` embeds every item (the slow part on a CPU) and stores the
+vectors; the second trains from scratch over the same data and reuses every stored
+vector. Target: the second at least 5x faster than the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_run import make_items, vocabulary, write_json
+from common import machine, peak_rss_mb, write_section
+
+from digest import embed
+from digest.ingest import ingest
+from digest.profiles import ProfileSet
+from digest.store import Store
+from digest.training import train
+
+DAY = date(2026, 3, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--items", type=int, default=5_000)
+    parser.add_argument("--readers", type=int, default=2_000)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--write", help="markdown file to record the result in")
+    args = parser.parse_args()
+    if not embed.available():
+        raise SystemExit("the embed extra is not installed: this benchmark measures it")
+    rnd = random.Random(0)
+    vocab = vocabulary()
+    topics = [rnd.sample(vocab, 120) for _ in range(100)]
+    papers = make_items(rnd, vocab, topics, args.items, "p")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_json(root / "items.jsonl", papers, DAY)
+        with Store.open(root / "digest.db") as store:
+            ingest(store, [str(root / "items.jsonl")], given=DAY - timedelta(days=1))
+            add_events(store, args.readers, args.events, topics, papers, rnd)
+            first = timed(lambda: train(store, ProfileSet(), root / "m1", embeddings="on"))
+            second = timed(lambda: train(store, ProfileSet(), root / "m2", embeddings="on"))
+    result = (
+        f"- Command: `make bench` (`python bench/bench_train.py --items {args.items} "
+        f"--readers {args.readers} --events {args.events}`)\n"
+        f"- Machine: {machine()}\n"
+        f"- First `train` (embeds all {args.items:,} items: title + abstract): "
+        f"**{first:.1f} s**\n"
+        f"- Second `train`, same data (every vector reused from the store): "
+        f"**{second:.1f} s**, {first / second:.1f}x faster (target >= 5x)\n"
+        f"- Peak RSS: {peak_rss_mb():.0f} MB\n"
+    )
+    print(result)
+    if args.write:
+        write_section(args.write, "Training with embeddings", result)
+
+
+def add_events(store: Store, readers: int, n: int, topics, papers, rnd: random.Random) -> None:
+    ids = {row["title"]: row["id"] for row in store.items()}
+    by_topic: dict[int, list[str]] = {}
+    for _ident, topic, title, _abstract in papers:
+        by_topic.setdefault(topic, []).append(ids[title])
+    rows = []
+    for r in range(readers):
+        likes = rnd.sample(sorted(by_topic), 3)
+        for k in range(n // readers):
+            item = rnd.choice(by_topic[likes[k % 3]])
+            rows.append((f"r{r}", item, "click", "", f"2026-02-01T08:{k % 60:02d}:{r % 60:02d}"))
+    with store.transaction():
+        store.conn.executemany(
+            "INSERT OR IGNORE INTO readers (handle, origin, created_at) VALUES (?, 'feedback', '')",
+            [(f"r{r}",) for r in range(readers)],
+        )
+        store.conn.executemany(
+            "INSERT OR IGNORE INTO events (reader, item_id, event, tag, time, origin) "
+            "VALUES (?, ?, ?, ?, ?, 'import')",
+            rows,
+        )
+
+
+def timed(work) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    main()
