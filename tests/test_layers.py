@@ -1,0 +1,57 @@
+"""The pipeline's layering: rendering is pure, imports flow one way."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "digest"
+#: Which digest modules each layer may import (besides records, errors, text, links).
+ALLOWED = {
+    "render": {"render", "tokens", "records", "errors", "text"},
+    "deliver": {"deliver", "render", "records", "errors"},
+}
+
+
+def _digest_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("digest"):
+            parts = node.module.split(".")
+            found.add(parts[1] if len(parts) > 1 else node.names[0].name)
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("digest."))
+    return found
+
+
+def test_render_and_deliver_import_only_lower_layers() -> None:
+    for layer, allowed in ALLOWED.items():
+        for path in sorted((PACKAGE / layer).glob("*.py")):
+            extra = _digest_imports(path) - allowed - {"__version__"}
+            assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)}"
+
+
+def test_rendering_loads_no_database_model_or_numpy() -> None:
+    """A worker that renders imports neither the store, the model, SQLite nor numpy."""
+    code = (
+        "import sys\n"
+        "import digest.render.bundle, digest.render.email, digest.render.feeds\n"
+        "import digest.render.wiki, digest.render.links\n"
+        "heavy = {'numpy', 'sqlite3', 'lightfm', 'sklearn', 'digest.store', 'digest.model'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_nothing_below_the_cli_imports_it() -> None:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name not in ("cli.py", "__main__.py"):
+            assert "cli" not in _digest_imports(path), f"{path.relative_to(ROOT)} imports cli"
