@@ -80,6 +80,8 @@ def candidates_from_file(store: Store, path: str) -> list[StoredItem]:
         ident = line.strip()
         if ident and not ident.startswith("#") and ident not in wanted:
             wanted.append(ident)
+    if not wanted:
+        raise DigestError(f"{path}: no item ids (one per line; '#' starts a comment)")
     found = {item.id: item for item in store.stored_items(ids=wanted)}
     unknown = [i for i in wanted if i not in found]
     if unknown:
@@ -187,7 +189,8 @@ def plan(
     out = {d.audience: d for d in done.values()}
     todo = [r for r in audience if r.audience not in out]
     if todo:
-        fitted = model() if callable(model) else model
+        # No candidates today: every digest is empty, and no model needs updating.
+        fitted = model() if callable(model) and items else model
         ranking = Ranking(
             fitted, items, profiles=profiles, exclude=store.seen_by_all(), day=day,
             diversity=diversity, min_score=min_score,
@@ -356,6 +359,8 @@ class RunReport:
     not_attempted: dict[str, int] = field(default_factory=dict)
     #: Readers and teams left out because their profile file is invalid.
     skipped: list[str] = field(default_factory=list)
+    #: Audiences whose digest had no picks today: nothing is sent to them.
+    empty: list[str] = field(default_factory=list)
     #: In a dry run, one line per delivery that would be made.
     would: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -381,6 +386,8 @@ class RunReport:
                 self.would.append(f"{outcome.audience}: {outcome.channel} {outcome.detail}")
         elif outcome.status == "not attempted":
             self.not_attempted[outcome.channel] = self.not_attempted.get(outcome.channel, 0) + 1
+        elif outcome.status == "empty":
+            self.empty.append(outcome.audience)
         else:
             self.failures.append(
                 f"{outcome.audience}: {outcome.channel} {outcome.status}: {outcome.detail}"
@@ -410,6 +417,9 @@ class RunReport:
             lines.append(f"  not attempted: {counts} (the channel failed earlier in this run)")
         if self.skipped:
             lines.append(f"  skipped: {', '.join(self.skipped)}")
+        if self.empty:
+            names = ", ".join(self.empty[:10]) + (" ..." if len(self.empty) > 10 else "")
+            lines.append(f"  nothing new for {len(self.empty)}: {names} (nothing sent)")
         lines += [f"  {name}: {where}" for name, where in self.outputs.items()]
         lines += [f"  would send {line}" for line in self.would]
         return "\n".join(lines)

@@ -136,6 +136,9 @@ class Dispatcher:
         instead of overwriting it; readers come before teams, so the reader keeps it.
         """
         todo, out = [], []
+        if not digest.picks:
+            # Nothing new for this audience today: no empty email, feed or post.
+            return (), [Outcome(recipient.audience, "-", "empty", "no picks")]
         for channel in CHANNELS:
             if channel not in recipient.channels:
                 continue

@@ -47,7 +47,8 @@ class Ranking:
         self.day = day
         self.diversity = diversity
         self.min_score = min_score
-        self.prepared = model.prepare([doc_of(i) for i in self.candidates])
+        # A day with no candidates ranks nothing (and the model has nothing to prepare).
+        self.prepared = model.prepare([doc_of(i) for i in self.candidates]) if candidates else {}
         self.similarity = model.similarity(self.prepared) if self.candidates else None
         muted = {m for p in profiles.readers.values() for m in p.muted}
         texts = [f"{i.title}\n{i.abstract}" for i in self.candidates]
@@ -121,7 +122,7 @@ class Ranking:
     def _digest(
         self, audience: str, reader: str, scores: np.ndarray, chosen: list[int]
     ) -> ReaderDigest:
-        reasons = self.model.explain(reader, self.prepared, chosen)
+        reasons = self.model.explain(reader, self.prepared, chosen) if chosen else []
         picks = tuple(
             Pick(self.candidates[c], rank, float(scores[c]), why)
             for rank, (c, why) in enumerate(zip(chosen, reasons, strict=True), 1)

@@ -194,3 +194,18 @@ def test_a_reader_named_like_a_team_never_overwrites_its_outputs(site: Site) -> 
     assert ("team:efficiency", DAY1, "wiki") not in statuses
     assert statuses[("efficiency", DAY1, "wiki")] == "delivered"
     assert "team:efficiency" not in site.sends()
+
+
+def test_a_day_without_new_papers_sends_nothing(site: Site) -> None:
+    """No empty emails, feeds or posts: a day with no candidates plans empty digests and
+    delivers nothing, says so, and succeeds (and needs no model update)."""
+    assert site.run("--date", DAY1).exit_code == 0
+    before = (site.emails(), site.outputs(), site.deliveries())
+    result = site.run("--date", DAY2)  # the sources hold nothing new for day 2
+    assert result.exit_code == 0, result.output
+    assert "delivered: nothing new" in result.stdout
+    assert "nothing new for 5: ada, grace, lin, sam, team:efficiency (nothing sent)" in (
+        result.stdout
+    )
+    assert (site.emails(), site.outputs(), site.deliveries()) == before
+    assert "model: not needed" in result.stdout

@@ -1,0 +1,89 @@
+"""Generated garbage at every command that reads a file not covered elsewhere.
+
+Ingest (`test_fuzz_cli.py`), feedback import and profiles (`test_feedback.py`,
+`test_profiles.py`) and model files (`test_modelfile.py`) have their own. Here: the
+config file, `rank --candidates`, a model file given to `rank` and `train --update`,
+and the evaluation inputs. Each must end in a clean exit: no traceback, and a
+non-zero status with one `error:` line when the input is bad.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import FIXTURES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from digest.cli import cli
+
+GARBAGE = st.one_of(
+    st.binary(max_size=2048),
+    st.text(max_size=512).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.integers(1, 3000).map(lambda n: b"[" * n + b"]" * n),
+    st.integers(1, 3000).map(lambda n: b"a = " + b"[" * n + b"]" * n),
+    st.sampled_from([b"\xff\xfe\x00", b"\x00" * 64, "é".encode("latin-1") * 10, b"[store]\ndb=1"]),
+)
+SETTINGS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with items and a trained model (embeddings off, two epochs)."""
+    root = tmp_path_factory.mktemp("garbage")
+    runner = CliRunner()
+    db = str(root / "d.db")
+    assert runner.invoke(cli, ["--db", db, "ingest", str(FIXTURES / "seeds")]).exit_code == 0
+    trained = runner.invoke(
+        cli, ["--db", db, "train", "--model", str(root / "m.model"), "--epochs", "2",
+              "--embeddings", "off"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    return root
+
+
+def _clean(result, *, may_pass: bool = False) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+    assert "Traceback" not in result.output
+    if result.exit_code == 0:
+        assert may_pass, result.output
+        return
+    assert result.exit_code in (1, 2)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert errors or result.exit_code == 2, result.stderr  # 2: click's usage error
+
+
+@SETTINGS
+@given(blob=GARBAGE)
+def test_a_garbage_config_file(workspace: Path, blob: bytes) -> None:
+    config = workspace / "garbage.toml"
+    config.write_bytes(blob)
+    result = CliRunner().invoke(cli, ["--config", str(config), "stats"])
+    _clean(result, may_pass=True)  # an empty or comment-only file is a valid config
+
+
+@SETTINGS
+@given(blob=GARBAGE)
+def test_a_garbage_candidates_file(workspace: Path, blob: bytes) -> None:
+    ids = workspace / "ids.txt"
+    ids.write_bytes(blob)
+    result = CliRunner().invoke(
+        cli, ["--db", str(workspace / "d.db"), "rank", "--all", "--candidates", str(ids),
+              "--model", str(workspace / "m.model")],
+    )  # fmt: skip
+    _clean(result, may_pass=not blob.strip() or blob.lstrip().startswith(b"#"))
+
+
+@SETTINGS
+@given(blob=GARBAGE)
+def test_a_garbage_model_file(workspace: Path, blob: bytes) -> None:
+    model = workspace / "bad.model"
+    model.write_bytes(blob)
+    db = str(workspace / "d.db")
+    for args in (["rank", "--all"], ["train", "--update", "--embeddings", "off"]):
+        result = CliRunner().invoke(cli, ["--db", db, *args, "--model", str(model)])
+        _clean(result)
