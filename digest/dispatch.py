@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from digest.deliver.files import write_atomically
 from digest.deliver.mail import Outbox, SmtpTransport, Transport
 from digest.deliver.wiki import commit_message, commit_posts, write_posts
 from digest.errors import DeliveryError
@@ -397,18 +398,10 @@ def _make_folder(folder: Path) -> None:
 
 
 def _atomic_write(path: Path, body: bytes) -> None:
-    """Replace `path` with `body` at once: a reader of the feed never sees half a file.
-
-    The batch is synced before its deliveries are recorded (`Dispatcher.flush`). A
-    fixed temporary name means a write cut short is cleaned up by the next one.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Replace a feed file at once; the batch is synced before it is recorded (`flush`)."""
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(body)
-        tmp.replace(path)
+        write_atomically(path, body, sync=False)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DeliveryError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 

@@ -20,13 +20,13 @@ import os
 import re
 import smtplib
 import ssl
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Protocol, Self, get_args
 
+from digest.deliver.files import write_atomically
 from digest.errors import DeliveryError
 
 Security = Literal["starttls", "ssl", "none"]
@@ -110,7 +110,7 @@ class Outbox(_Closing):
         target = self.path_for(name)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(target, message, sync=self.sync)
+            write_atomically(target, message, sync=self.sync, mode=0o600)
         except OSError as error:
             raise DeliveryError(f"outbox: cannot write {target}: {error}") from error
         return DeliveryResult("delivered", detail=str(target))
@@ -129,41 +129,6 @@ class Outbox(_Closing):
         if not target.resolve().is_relative_to(self.folder.resolve()):
             raise DeliveryError(f"outbox: message name {name!r} leads outside {self.folder}")
         return target
-
-
-def _write_atomically(target: Path, data: bytes, *, sync: bool = True) -> None:
-    """Write through a temporary file in the same folder, then rename it over `target`.
-
-    With `sync`, the data and the rename are on disk when this returns.
-    """
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if sync:
-                os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if sync:
-        _sync_folder(target.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename itself durable across a power cut (POSIX only; best effort)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Failed(Exception):

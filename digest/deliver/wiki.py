@@ -11,12 +11,12 @@ wiki folder nested inside some other project never gets commits it did not ask f
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from digest.deliver.files import write_atomically
 from digest.errors import DeliveryError
 from digest.render.wiki import WikiPost
 
@@ -151,26 +151,10 @@ def _write_if_changed(target: Path, data: bytes, *, sync: bool = True) -> bool:
         raise DeliveryError(f"{target}: cannot read: {exc.strerror or exc}") from None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, data, sync=sync)
+        write_atomically(target, data, sync=sync)
     except OSError as exc:
         raise DeliveryError(f"{target}: cannot write: {exc.strerror or exc}") from None
     return True
-
-
-def _atomic_write(target: Path, data: bytes, *, sync: bool = True) -> None:
-    """Temporary file beside `target` (mode 0666 less the umask), fsync, then rename over."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if sync:
-                os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _relative(root: Path, path: Path) -> str:

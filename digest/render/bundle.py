@@ -135,7 +135,7 @@ def render_all(jobs: Sequence[RenderJob], ctx: RenderContext) -> Iterator[Render
         max_workers=_workers(),
         mp_context=get_context("spawn"),
         initializer=_init,
-        initargs=(ctx,),
+        initargs=(ctx, os.getpid()),
     ) as pool:
         pending: deque[Future[list[Rendered]]] = deque()
         for chunk in _chunks(jobs, _CHUNK):
@@ -150,9 +150,11 @@ _WORKER: dict[str, RenderContext] = {}
 _PR_SET_PDEATHSIG = 1
 
 
-def _init(ctx: RenderContext) -> None:
+def _init(ctx: RenderContext, parent: int) -> None:
     _WORKER["ctx"] = ctx
-    _die_with_parent(os.getppid())
+    # `parent` comes from the parent itself: if it died before this worker got here,
+    # os.getppid() would already name init, and the watch below would wait forever.
+    _die_with_parent(parent)
 
 
 def _die_with_parent(parent: int) -> None:
