@@ -121,3 +121,24 @@ def test_an_option_after_the_command_is_accepted(runner: CliRunner, tmp_path: Pa
     typo = runner.invoke(cli, ["items", "--db", str(tmp_path / "typo.db")])
     assert typo.exit_code == 1 and "no database" in typo.stderr
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_rank_for_an_unknown_reader_is_an_error(runner: CliRunner, tmp_path: Path) -> None:
+    """No profile and no feedback: an error that says so, not a digest of popular items.
+    A reader known from feedback alone is ranked."""
+    env = {"DIGEST_DB": str(tmp_path / "d.db"), "DIGEST_MODEL": str(tmp_path / "m.model"),
+           "DIGEST_PROFILES": str(ROOT / "profiles")}  # fmt: skip
+    dumps = str(ROOT / "examples" / "dumps")
+    assert runner.invoke(cli, ["ingest", dumps], env=env).exit_code == 0
+    trained = runner.invoke(cli, ["train", "--embeddings", "off", "--epochs", "2"], env=env)
+    assert trained.exit_code == 0, trained.output
+    ghost = runner.invoke(cli, ["rank", "--user", "ghost"], env=env)
+    assert ghost.exit_code == 1
+    assert ghost.stderr.startswith("error: no reader 'ghost': no profile in ")
+    assert "no feedback recorded" in ghost.stderr and not ghost.stdout
+    item = runner.invoke(cli, ["items", "--json", "--limit", "1"], env=env).stdout
+    added = runner.invoke(cli, ["feedback", "add", "zoe", json.loads(item)["id"], "click"], env=env)
+    assert added.exit_code == 0, added.output
+    zoe = runner.invoke(cli, ["rank", "--user", "zoe", "--date", "2026-03-11"], env=env)
+    assert zoe.exit_code == 0, zoe.output
+    assert zoe.stdout.startswith("zoe: ")
