@@ -87,6 +87,15 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
+    """Decode, accepting only the one canonical spelling `_b64` produces.
+
+    Base64 decoding is lenient (padding, `+` for `-`, spare low bits in the last
+    character), so several strings decode to the same bytes; a link that was edited
+    must not verify even when its bytes survive the edit.
+    """
     if not text.isascii():
         raise ValueError("not base64")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not canonical base64")
+    return data
