@@ -27,7 +27,7 @@ from pathlib import Path
 from digest.deliver.files import write_atomically
 from digest.deliver.mail import Outbox, SmtpTransport, Transport
 from digest.deliver.wiki import commit_message, commit_posts, write_posts
-from digest.errors import DeliveryError
+from digest.errors import ConfigError, DeliveryError
 from digest.profiles import valid_email
 from digest.records import ReaderDigest, Recipient
 from digest.render.bundle import RenderContext, Rendered, RenderJob, render_all
@@ -35,7 +35,7 @@ from digest.render.email import EmailSettings
 from digest.render.feeds import KINDS
 from digest.render.links import Links
 from digest.render.wiki import WikiPost, post_path
-from digest.settings import Settings
+from digest.settings import ENV_SECRET, Settings
 from digest.store import Store
 from digest.tokens import TokenSigner
 
@@ -76,6 +76,13 @@ class Dispatcher:
     def __post_init__(self) -> None:
         secret = self.settings.secret()
         base = self.settings.links.base_url or None
+        if base and not secret:
+            # Without a secret every link would silently fall back to the plain item
+            # URL: no clicks come back and no one-click unsubscribe works.
+            raise ConfigError(
+                "links.base_url is set but there is no link secret: "
+                f"set ${ENV_SECRET} or links.secret_file"
+            )
         self.links = Links(
             base_url=base,
             signer=TokenSigner(secret) if secret and base else None,

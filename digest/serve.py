@@ -143,7 +143,7 @@ class Service:
             f"Thanks. You will see {'more' if more else 'fewer'} papers like “{title}”.",
             "Your next digest takes this into account.",
         ]
-        form = {"action": request.url.path, "label": "Undo", "fields": [("undo", "1")]}
+        form = {"action": _here(request), "label": "Undo", "fields": [("undo", "1")]}
         return self._page("More like this" if more else "Less like this", lines, form=form)
 
     # -- /u: unsubscribe --------------------------------------------------------------------
@@ -166,7 +166,7 @@ class Service:
                  "An administrator can re-subscribe you (digest readers subscribe)."],
             )  # fmt: skip
         form = {
-            "action": request.url.path,
+            "action": _here(request),
             "label": "Unsubscribe",
             "fields": [("List-Unsubscribe", "One-Click")],
         }
@@ -325,3 +325,12 @@ def listen(host: str, port: int) -> socket.socket:
         return sock
     except OSError as exc:
         raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _here(request: Request) -> str:
+    """This page's address relative to itself (the token), for its form's action.
+
+    A root-relative path would drop the prefix of a service published under a
+    sub-path (`https://host/digest/`) by a proxy that strips it.
+    """
+    return request.url.path.rsplit("/", 1)[-1]

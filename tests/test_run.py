@@ -1038,3 +1038,23 @@ def test_preview_to_a_named_file(site: Site, tmp_path: Path) -> None:
     refused = site.cli("preview", "--user", "sam", "--date", DAY1, "--out", f"{blocked}/x.html")
     assert refused.exit_code == 1
     assert refused.stderr.startswith(f"error: {blocked}/x.html: cannot write")
+
+
+def test_a_base_url_without_a_link_secret_is_refused_before_anything_goes_out(
+    site: Site,
+) -> None:
+    """Tracked links need the secret; without it, plain links would go out unannounced."""
+    site.set("links", base_url="https://digest.example.org", secret_file="")
+    refused = site.run("--date", DAY1)
+    assert refused.exit_code == 1
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: links.base_url is set but there is no link secret: "
+        "set $DIGEST_SECRET or links.secret_file"
+    ]
+    assert "Traceback" not in refused.output
+    assert not list(site.out.rglob("*.eml"))
+
+    site.set("links", base_url="")
+    assert site.run("--date", DAY1).exit_code == 0
+    assert list(site.out.rglob("*.eml"))
