@@ -94,6 +94,31 @@ def _common(command: Callable) -> Callable:
     return wrapper
 
 
+#: Flags of `run` and `preview` that override one setting each (flag > env > file).
+_OUTPUT_FLAGS = (
+    ("--templates", "output.templates", "DIR", "Templates overriding the bundled ones by name."),
+    ("--out-dir", "output.dir", "DIR", "Root of everything written (output.dir)."),
+    ("--base-url", "links.base_url", "URL", "Public URL of `digest serve` for tracked links."),
+    ("--embeddings", "model.embeddings", "auto|on|off", "Sentence embeddings for the model."),
+)
+
+
+def _output_options(command: Callable) -> Callable:
+    """The setting-override flags of the daily commands, passed on as `overrides`."""
+    for flag, _key, metavar, text in reversed(_OUTPUT_FLAGS):
+        dest = flag.lstrip("-").replace("-", "_")
+        command = click.option(flag, dest, metavar=metavar, help=text)(command)
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any):
+        overrides = {}
+        for flag, key, _metavar, _text in _OUTPUT_FLAGS:
+            overrides[key] = kwargs.pop(flag.lstrip("-").replace("-", "_"))
+        return command(*args, overrides=overrides, **kwargs)
+
+    return wrapper
+
+
 @click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="digest")
 @click.option("--db", metavar="PATH", help="SQLite database file (store.db, $DIGEST_DB).")
@@ -468,9 +493,16 @@ def _min_score(settings: Settings) -> float | None:
 @click.option("--date", "day", type=DAY, help="Digest day (default: the latest with new items).")
 @click.option("--dry-run", is_flag=True, help="Rank and render, but write and send nothing.")
 @click.option("--only", "only", metavar="USER", help="Deliver to this reader only.")
+@_output_options
 @_common
 @click.pass_context
-def run_cmd(ctx: click.Context, day: date | None, dry_run: bool, only: str | None) -> None:
+def run_cmd(
+    ctx: click.Context,
+    day: date | None,
+    dry_run: bool,
+    only: str | None,
+    overrides: dict[str, Any],
+) -> None:
     """The daily job: ingest, update the model, rank, render and deliver.
 
     Every reader gets their digest on each of their channels (email, feed, wiki),
@@ -478,7 +510,7 @@ def run_cmd(ctx: click.Context, day: date | None, dry_run: bool, only: str | Non
     a run killed halfway delivers the rest on the next run. Exit status 1 when any
     delivery failed (the others still went out).
     """
-    settings = settings_for(ctx)
+    settings = settings_for(ctx, **overrides)
     with _progress() as progress:
         report = daily.run(settings, day=day, dry_run=dry_run, only=only, progress=progress)
     for line in report.warnings:
@@ -497,11 +529,14 @@ def run_cmd(ctx: click.Context, day: date | None, dry_run: bool, only: str | Non
 @click.option("--user", "user", required=True, help="The reader whose email to preview.")
 @click.option("--date", "day", type=DAY, help="Digest day (default: the latest with new items).")
 @click.option("--out", "out", metavar="PATH", help="HTML file to write (text beside it).")
+@_output_options
 @_common
 @click.pass_context
-def preview_cmd(ctx: click.Context, user: str, day: date | None, out: str | None) -> None:
+def preview_cmd(
+    ctx: click.Context, user: str, day: date | None, out: str | None, overrides: dict[str, Any]
+) -> None:
     """Write one reader's email (HTML and text) to files and print the paths; send nothing."""
-    paths = daily.preview(settings_for(ctx), user, day=day, out=out)
+    paths = daily.preview(settings_for(ctx, **overrides), user, day=day, out=out)
     for path in paths:
         click.echo(str(path))
 

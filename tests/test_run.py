@@ -1058,3 +1058,32 @@ def test_a_base_url_without_a_link_secret_is_refused_before_anything_goes_out(
     site.set("links", base_url="")
     assert site.run("--date", DAY1).exit_code == 0
     assert list(site.out.rglob("*.eml"))
+
+
+def test_flags_override_the_config_for_one_run(site: Site, tmp_path: Path) -> None:
+    """--templates, --out-dir and --base-url win over digest.toml, for this run only."""
+    templates = tmp_path / "mine"
+    templates.mkdir()
+    bundled = (ROOT / "templates" / "email.txt.j2").read_text(encoding="utf-8")
+    (templates / "email.txt.j2").write_text("HOUSE STYLE\n" + bundled, encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    done = site.run("--date", DAY1, "--out-dir", str(elsewhere), "--templates", str(templates))
+    assert done.exit_code == 0, done.output
+    mails = list((elsewhere / "outbox").rglob("*.eml"))
+    assert len(mails) == len(EMAIL_READERS)
+    assert not list(site.out.rglob("*.eml"))
+    assert all(b"HOUSE STYLE" in mail.read_bytes() for mail in mails)
+
+    shown = site.cli(
+        "preview", "--user", "sam", "--date", DAY1, "--templates", str(templates),
+        "--out-dir", str(elsewhere), "--base-url", "https://links.example.net",
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    html, text = (Path(line) for line in shown.stdout.split())
+    assert html.is_relative_to(elsewhere)
+    assert text.read_text(encoding="utf-8").startswith("HOUSE STYLE\n")
+    assert "https://links.example.net/c/" in html.read_text(encoding="utf-8")
+
+    bad = site.run("--date", DAY2, "--embeddings", "sometimes")
+    assert bad.exit_code == 1
+    assert "model.embeddings" in bad.stderr and "Traceback" not in bad.output
