@@ -19,6 +19,7 @@ again by the next run of the day.
 from __future__ import annotations
 
 import os
+from email.utils import parseaddr
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -86,8 +87,20 @@ class Dispatcher:
         self.links = Links(
             base_url=base,
             signer=TokenSigner(secret) if secret and base else None,
-            unsubscribe_mailbox=self.settings.email.unsubscribe_mailbox or None,
+            unsubscribe_mailbox=self._unsubscribe_mailbox(),
         )
+
+    def _unsubscribe_mailbox(self) -> str | None:
+        """Where mailto: unsubscribe requests go: the configured mailbox, else the sender.
+
+        Every email must carry a visible way out; a reply to the sender reaches
+        whoever runs digest when no service or mailbox is configured.
+        """
+        configured = self.settings.email.unsubscribe_mailbox
+        if configured:
+            return configured
+        _name, address = parseaddr(self.settings.email.sender)
+        return address if "@" in address else None
 
     # -- the run's entry point -----------------------------------------------------------
 

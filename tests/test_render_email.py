@@ -822,3 +822,11 @@ def test_the_renderer_imports_neither_numpy_nor_the_store_nor_the_model() -> Non
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_a_plain_http_unsubscribe_url_gets_no_one_click_header() -> None:
+    """RFC 8058 one-click is for HTTPS only; an http service still gets the link."""
+    links = Links(base_url="http://127.0.0.1:8080", signer=SIGNER, unsubscribe_mailbox=MAILBOX)
+    msg = parsed(rendered(digest_of([item(1)]), links=links))
+    assert msg["List-Unsubscribe"].startswith("<http://127.0.0.1:8080/u/")
+    assert "List-Unsubscribe-Post" not in msg

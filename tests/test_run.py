@@ -1087,3 +1087,20 @@ def test_flags_override_the_config_for_one_run(site: Site, tmp_path: Path) -> No
     bad = site.run("--date", DAY2, "--embeddings", "sometimes")
     assert bad.exit_code == 1
     assert "model.embeddings" in bad.stderr and "Traceback" not in bad.output
+
+
+def test_without_a_service_or_mailbox_the_way_out_is_a_mail_to_the_sender(site: Site) -> None:
+    """Every email carries a visible unsubscribe link, whatever is configured."""
+    site.set("links", base_url="", secret_file="")
+    site.set("email", unsubscribe_mailbox="")
+    assert site.run("--date", DAY1).exit_code == 0
+    mails = site.emails()
+    assert set(mails) == set(EMAIL_READERS)
+    for reader, path in mails.items():
+        message = parse_message(path.read_bytes())
+        mailto = f"mailto:digest@example.org?subject=unsubscribe%20{reader}"
+        assert message["List-Unsubscribe"] == f"<{mailto}>"
+        assert "List-Unsubscribe-Post" not in message
+        html = message.get_body(("html",)).get_content()
+        assert f'href="{mailto}"' in html
+        assert "Unsubscribe" in html or "unsubscribe" in html

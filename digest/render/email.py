@@ -483,8 +483,9 @@ def _headers(
     targets = [f"<{u}>" for u in (unsubscribe, mailto) if u]
     if targets:
         headers.append(("List-Unsubscribe", ", ".join(targets)))
-    if unsubscribe:
+    if unsubscribe and unsubscribe.lower().startswith("https://"):
         # RFC 8058: the https URL accepts a POST with this body, no confirmation page.
+        # The RFC allows one-click only over HTTPS, so a plain http service gets none.
         headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     return tuple(headers)
 
