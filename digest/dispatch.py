@@ -19,10 +19,10 @@ again by the next run of the day.
 from __future__ import annotations
 
 import os
-from email.utils import parseaddr
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 
 from digest.deliver.files import write_atomically
