@@ -24,7 +24,14 @@ import click
 
 from digest import __version__, daily
 from digest.errors import DigestError
-from digest.evaluate import evaluate, read_citeulike, read_dataset, render_markdown, write_dataset
+from digest.evaluate import (
+    PROTOCOLS,
+    evaluate,
+    read_citeulike,
+    read_dataset,
+    render_markdown,
+    write_dataset,
+)
 from digest.feedback import add_feedback, import_feedback
 from digest.ingest import FileOutcome, ingest
 from digest.model import Recommender
@@ -33,6 +40,7 @@ from digest.profiles import ProfileSet, load_profiles, teams_of, valid_handle
 from digest.settings import Settings, example_config, load_settings
 from digest.store import Store
 from digest.training import sync_readers, train
+from digest.tuning import describe as describe_tuning
 
 
 class DigestGroup(click.Group):
@@ -392,17 +400,22 @@ MODEL_OPTION = click.option(
     "--embeddings", type=click.Choice(["auto", "on", "off"]),
     help="Use sentence embeddings (model.embeddings; 'on' needs the 'embed' extra).",
 )  # fmt: skip
+@click.option(
+    "--tune/--no-tune", default=True, show_default=True,
+    help="Learn the blend weights from the newest items' clicks (a full train only).",
+)  # fmt: skip
 @_common
 @click.pass_context
 def train_cmd(
     ctx: click.Context, model_path: str | None, profiles_dir: str | None, update: bool,
-    epochs: int | None, seed: int | None, embeddings: str | None,
+    epochs: int | None, seed: int | None, embeddings: str | None, tune: bool,
 ) -> None:  # fmt: skip
     """Fit the recommender on all items, readers and feedback, and save it.
 
     With --update, the saved model takes a few more epochs on new items and events
-    (the daily path); without it, the model is trained from scratch. Same seed, same
-    data: same model.
+    (the daily path); without it, the model is trained from scratch and, when the
+    team has enough clicks on its newest items, the blend weights are learned from
+    them (`digest model show` lists them). Same seed, same data: same model.
     """
     settings = settings_for(
         ctx, **{"store.model": model_path, "readers.profiles": profiles_dir,
@@ -415,12 +428,47 @@ def train_cmd(
     model = train(
         store, profiles, path, update=update, epochs=settings.model.epochs,
         random_state=settings.model.seed, embeddings=settings.model.embeddings,
-        update_epochs=settings.model.update_epochs,
+        embed_recipe=settings.model.embed_text, update_epochs=settings.model.update_epochs,
+        tune=tune,
     )  # fmt: skip
     click.echo(
         f"trained on {len(model.item_ids)} items, {len(model.reader_ids)} readers "
         f"(embeddings {'on' if model.use_embed else 'off'}) -> {path}"
     )
+    if not update:
+        click.echo(describe_tuning(model.tuning))
+
+
+@cli.group("model")
+def model_group() -> None:
+    """Inspect the trained model."""
+
+
+@model_group.command("show")
+@MODEL_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@_common
+@click.pass_context
+def model_show_cmd(ctx: click.Context, model_path: str | None, as_json: bool) -> None:
+    """The model's size, blend weights, neighbour settings and validation score."""
+    settings = settings_for(ctx, **{"store.model": model_path})
+    info = Recommender.load(settings.store.model).summary()
+    if as_json:
+        click.echo(json.dumps(info, indent=2, sort_keys=True))
+        return
+    embedding = info["embeddings"] or "off"
+    click.echo(f"model: {settings.store.model}")
+    click.echo(f"{info['items']} items, {info['readers']} readers, embeddings {embedding}")
+    click.echo(describe_tuning(info["tuning"]))
+    click.echo(
+        f"neighbours: {info['neighbours_k']} per item, co-click expansion "
+        f"{info['expansion']:g}; ridge {info['ridge']:g} (LightFM space), "
+        f"{info['ridge_embed']:g} (embeddings)"
+    )
+    click.echo(f"{'scorer':<20} {'weight':>7} {'default':>8}")
+    for name, weight in info["weights"].items():
+        default = info["default_weights"].get(name, 0.0)
+        click.echo(f"{name:<20} {weight:>7.3g} {default:>8.3g}")
 
 
 @cli.command("rank")
@@ -670,8 +718,8 @@ def _known_reader(store: Store, handle: str) -> str:
 @click.option("--interactions", type=click.Path(dir_okay=False), help="Interactions CSV.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option(
-    "--protocol", "protocols", multiple=True, type=click.Choice(["item-cold-start", "new-readers"]),
-    help="Protocols to run (default: both).",
+    "--protocol", "protocols", multiple=True, type=click.Choice(list(PROTOCOLS)),
+    help="Protocols to run (default: all three).",
 )  # fmt: skip
 @click.option(
     "--train-tags",
@@ -687,8 +735,10 @@ def evaluate_cmd(
 
     Item cold-start: 20% of items held out (seeded), ranked for every reader with a
     held-out item. New readers: a fifth of those readers keep at most 3 clicks.
-    Baselines (random, text-predicted popularity, TF-IDF centroid, per-reader SVM,
-    LightFM alone) run on the same split.
+    Reader history: readers with 50+ clicks cut to 0 (profile interests only), 1, 3
+    or 10 clicks. Baselines (random, text-predicted popularity, TF-IDF centroid,
+    per-reader SVM, LightFM alone) run on the same split; digest is reported with
+    fixed weights and with weights learned inside the split's training data.
     """
     if citeulike:
         data = read_citeulike(citeulike)
@@ -704,7 +754,7 @@ def evaluate_cmd(
         ) from None
     started = time.perf_counter()
     reports = evaluate(
-        data, seed_list, protocols=protocols or ("item-cold-start", "new-readers"),
+        data, seed_list, protocols=protocols or tuple(PROTOCOLS),
         progress=lambda line: click.echo(line, err=True), train_tags=train_tags,
     )  # fmt: skip
     command = (

@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import sqlite_utils
 
 from digest.dispatch import Dispatcher, Outcome, utc_now
 from digest.errors import DigestError, ForeignDatabase, StorageError
+from digest.features import doc_of
 from digest.feedback import import_feedback
 from digest.ingest import ingest
 from digest.model import Recommender
@@ -36,7 +38,7 @@ from digest.records import ReaderDigest, Recipient, StoredItem
 from digest.render.email import render_email
 from digest.settings import Settings
 from digest.store import Store
-from digest.training import sync_readers, train
+from digest.training import item_vectors, sync_readers, train
 
 #: progress(stage, done, total): the CLI draws a bar on a terminal, log lines otherwise.
 Progress = Callable[[str, int, int], None]
@@ -158,9 +160,18 @@ def rank_readers(
     """Rank `items` for `readers`, never offering what the ledger says they had."""
     ranking = Ranking(
         model, items, profiles=profiles, exclude=store.seen_by_all(), day=day,
-        diversity=diversity, min_score=min_score,
+        diversity=diversity, min_score=min_score, vectors=candidate_vectors(store, model, items),
     )  # fmt: skip
     return list(ranking.readers(readers, top))
+
+
+def candidate_vectors(
+    store: Store, model: Recommender, items: Sequence[StoredItem]
+) -> dict[str, np.ndarray] | None:
+    """The candidates' stored embeddings (encoding and storing any not yet made)."""
+    if not model.use_embed:
+        return None
+    return item_vectors(store, [doc_of(i) for i in items], recipe=model.embed_recipe)
 
 
 def plan(
@@ -191,9 +202,10 @@ def plan(
     if todo:
         # No candidates today: every digest is empty, and no model needs updating.
         fitted = model() if callable(model) and items else model
+        vectors = candidate_vectors(store, fitted, items) if items else None
         ranking = Ranking(
             fitted, items, profiles=profiles, exclude=store.seen_by_all(), day=day,
-            diversity=diversity, min_score=min_score,
+            diversity=diversity, min_score=min_score, vectors=vectors,
         )  # fmt: skip
         fresh = _rank_all(ranking, profiles, todo, progress)
         if save:
@@ -240,6 +252,7 @@ def update_model(
         "epochs": settings.model.epochs,
         "random_state": settings.model.seed,
         "embeddings": settings.model.embeddings,
+        "embed_recipe": settings.model.embed_text,
     }
     target = path if save else None
     return train(

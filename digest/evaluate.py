@@ -21,10 +21,10 @@ import scipy.sparse as sp
 import sklearn
 from sklearn.svm import LinearSVC
 
-from digest import embed
+from digest import embed, tuning
 from digest.errors import DigestError
-from digest.features import ItemDoc, make_vectorizer
-from digest.model import Interaction, Recommender, embed_text
+from digest.features import ItemDoc, ReaderInfo, make_vectorizer
+from digest.model import Interaction, Recommender
 from digest.sysinfo import machine
 
 CUTOFFS = (50, 100, 300)
@@ -59,6 +59,13 @@ class Report:
     test_items: int
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Learned-weight rows: what the search chose (`Tuning.as_dict()`).
+    tunings: dict[str, dict] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    search_seconds: float = 0.0
+    #: reader-history protocol: group -> method -> recall@100, and readers per group.
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
+    group_sizes: dict[str, int] = field(default_factory=dict)
 
 
 # -- data ------------------------------------------------------------------------------
@@ -170,6 +177,68 @@ def new_readers(split: Split, seed: int, fraction: float = 0.2, keep: int = 3) -
         train.extend((user, item) for item in items)
     test = {u: split.test[u] for u in chosen}
     return Split(split.train_items, split.test_items, train, test)
+
+
+#: Training clicks kept per group of the reader-history protocol (0: profile only).
+HISTORY_SIZES = (0, 1, 3, 10)
+#: Readers in that protocol have at least this many training clicks; one group keeps all.
+MIN_HISTORY = 50
+#: Interests a profile-only reader states: their library's most frequent tags.
+PROFILE_INTERESTS = 5
+#: A tag on more than this share of all items says nothing about a reader.
+_COMMON_TAG = 0.02
+
+
+def reader_history(
+    data: Dataset, split: Split, seed: int
+) -> tuple[Split, dict[str, str], dict[str, ReaderInfo]]:
+    """Readers with 50+ clicks in seeded groups cut to 0, 1, 3 or 10 clicks, or kept whole.
+
+    The groups come from one population, so their recall shows what history is worth.
+    A reader cut to 0 clicks keeps a profile: their library's most frequent tags as
+    interests, as a new reader would state them. Readers outside the groups (not
+    evaluated) keep such a profile too, so the model has seen interests at work.
+    """
+    by_reader: dict[str, list[str]] = defaultdict(list)
+    for user, item in split.train:
+        by_reader[user].append(item)
+    eligible = sorted(u for u in split.test if len(by_reader[u]) >= MIN_HISTORY)
+    rng = np.random.RandomState(seed + 2000)
+    names = [str(n) for n in HISTORY_SIZES] + [f"{MIN_HISTORY}+"]
+    groups = {u: names[n % len(names)] for n, u in enumerate(rng.permutation(eligible))}
+    interests = _tag_interests(data, by_reader)
+    train, infos = [], {}
+    for user, items in by_reader.items():
+        group = groups.get(user)
+        if group in (None, f"{MIN_HISTORY}+"):
+            keep = items
+        else:
+            picked = rng.choice(len(items), int(group), replace=False)
+            keep = [items[i] for i in sorted(picked)]
+        if group in (None, "0") and interests.get(user):
+            infos[user] = ReaderInfo(user, interests[user])
+        train.extend((user, item) for item in keep)
+    test = {u: split.test[u] for u in groups}
+    return Split(split.train_items, split.test_items, train, test), groups, infos
+
+
+def _tag_interests(data: Dataset, libraries: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    tags = {d.id: d.tags for d in data.items}
+    counts: dict[str, int] = defaultdict(int)
+    for doc in data.items:
+        for tag in set(doc.tags):
+            counts[tag] += 1
+    common = _COMMON_TAG * len(data.items)
+    out = {}
+    for user, items in libraries.items():
+        mine: dict[str, int] = defaultdict(int)
+        for item in items:
+            for tag in tags.get(item, ()):
+                if counts[tag] <= common:
+                    mine[tag] += 1
+        top = sorted(mine, key=lambda t: (-mine[t], t))[:PROFILE_INTERESTS]
+        out[user] = tuple(t.replace("-", " ").replace("_", " ") for t in top)
+    return out
 
 
 def _without_tags(doc: ItemDoc) -> ItemDoc:
@@ -317,34 +386,87 @@ def score_svm(split: Split, readers: list[str], ctx: Context) -> np.ndarray:
     return np.asarray(ctx.tfidf_test @ weights.T).T + bias[:, None]
 
 
-def model_rows(weights: dict[str, float], with_embeddings: bool) -> dict[str, dict[str, float]]:
-    """Report rows computed from one fitted model, each a blend of its scorers.
+#: Report rows for digest, each a blend of one fitted model's scorers.
+FIXED_NO_EMBED = "digest (no embeddings, fixed weights)"
+LEARNED_NO_EMBED = "digest (no embeddings, learned weights)"
+FIXED_EMBED = "digest (with embeddings, fixed weights)"
+LEARNED_EMBED = "digest (with embeddings, learned weights)"
+#: What the evaluation's "digest" is: it ranks all held-out items at once and reports
+#: recall@100, so the weight search optimises the top 100 too.
+EVAL_DIGEST_SIZE = 100
 
-    "LightFM alone" and the ablation therefore run on exactly the same training as
-    digest itself; "no embeddings" is what the base install (without the extra) ranks by.
+
+def light_scorers(weights: dict[str, float]) -> list[str]:
+    """The scorers of the light install (no `embed` extra): no embedding scorer."""
+    return [name for name in weights if not name.startswith("embed")]
+
+
+def ablation_rows(weights: dict[str, float], with_embeddings: bool) -> dict[str, dict]:
+    """Rows computed from one fitted model under its fixed (default) weights.
+
+    "LightFM alone" and the ablation run on exactly the same training as digest
+    itself; "no embeddings" is what the light install ranks by.
     """
     rows = {
         "lightfm alone": {"lightfm": 1.0},
         "digest: text neighbours only": {"neighbours": 1.0},
-        "digest (no embeddings)": {
-            k: (0.0 if k.startswith("embed") else w) for k, w in weights.items()
-        },
+        FIXED_NO_EMBED: {k: (0.0 if k.startswith("embed") else w) for k, w in weights.items()},
     }
     if with_embeddings:
-        rows["digest (with embeddings)"] = dict(weights)
+        rows[FIXED_EMBED] = dict(weights)
     return rows
 
 
-def score_model(split: Split, readers: list[str], ctx: Context, **params) -> dict[str, np.ndarray]:
-    """Fit digest's model once and score every report row from its scorers."""
-    model = Recommender(
-        random_state=ctx.seed, embeddings="off" if ctx.vectors is None else "on", **params
-    )
+@dataclass
+class ModelRows:
+    """digest's rows for one split: scores per row, the search's choices and its cost."""
+
+    scores: dict[str, np.ndarray]
+    tunings: dict[str, dict]
+    fit_seconds: float
+    search_seconds: float
+
+
+def score_model(
+    split: Split,
+    readers: list[str],
+    ctx: Context,
+    infos: dict[str, ReaderInfo] | None = None,
+    **params,
+) -> ModelRows:
+    """Fit digest once, score the fixed-weight rows, then the learned-weight rows.
+
+    The learned weights come from `digest.tuning` run on the split's training data
+    alone (its newest items held out), never on the test items.
+    """
+    params = {"random_state": ctx.seed, "embeddings": "off" if ctx.vectors is None else "on",
+              **params}  # fmt: skip
     interactions = [Interaction(u, i, 1.0) for u, i in split.train]
-    model.fit(split.train_items, interactions, item_vectors=ctx.vectors)
-    raw = model.score(readers, split.test_items).raw
-    rows = model_rows(model.weights, ctx.vectors is not None)
-    return {row: model.blend(raw, weights) for row, weights in rows.items()}
+    started = time.perf_counter()
+    model = Recommender(**params).fit(
+        split.train_items, interactions, infos, item_vectors=ctx.vectors
+    )
+    prepared = model.prepare(split.test_items, ctx.vectors, k=max(tuning.K_GRID))
+    raw = model.raw_scores(readers, prepared)
+    scores = {
+        row: model.blend(raw, weights)
+        for row, weights in ablation_rows(model.weights, ctx.vectors is not None).items()
+    }
+    fitted = time.perf_counter() - started
+    started = time.perf_counter()
+    search = tuning.validation(
+        split.train_items, interactions, infos, params, EVAL_DIGEST_SIZE, vectors=ctx.vectors
+    )
+    searches = {LEARNED_NO_EMBED: light_scorers(model.weights)}
+    if ctx.vectors is not None:
+        searches[LEARNED_EMBED] = None
+    tunings = {}
+    for row, scorers in searches.items():
+        chosen = tuning.defaults(search, params) if isinstance(search, str) else search.run(scorers)
+        model.apply_tuning(chosen)
+        scores[row] = model.score(readers, [], prepared=prepared).blended
+        tunings[row] = chosen.as_dict()
+    return ModelRows(scores, tunings, fitted, time.perf_counter() - started)
 
 
 def baselines() -> dict[str, Scorer]:
@@ -358,32 +480,87 @@ def baselines() -> dict[str, Scorer]:
 
 
 def run_protocol(
-    name: str, split: Split, seed: int, vectors: dict[str, np.ndarray] | None
+    name: str,
+    split: Split,
+    seed: int,
+    vectors: dict[str, np.ndarray] | None,
+    *,
+    groups: dict[str, str] | None = None,
+    infos: dict[str, ReaderInfo] | None = None,
 ) -> Report:
-    """Score every baseline and the model on one split and collect the metrics."""
+    """Score every baseline and the model on one split and collect the metrics.
+
+    With `groups` (reader -> group name), recall@100 is also reported per group.
+    `infos` gives readers profile interests.
+    """
     readers = sorted(split.test)
     item_ids = [d.id for d in split.test_items]
     report = Report(name, seed, len(readers), len(item_ids))
+    if not readers:  # e.g. no reader has enough history for the reader-history groups
+        return report
     ctx = make_context(split, seed, vectors)
     for method, scorer in baselines().items():
         started = time.perf_counter()
         scores = scorer(split, readers, ctx)
-        report.metrics[method] = evaluate_scores(scores, readers, item_ids, split.test)
         report.seconds[method] = time.perf_counter() - started
-    started = time.perf_counter()
-    rows = score_model(split, readers, ctx)
-    elapsed = time.perf_counter() - started
-    for method, scores in rows.items():
-        report.metrics[method] = evaluate_scores(scores, readers, item_ids, split.test)
-        report.seconds[method] = elapsed
+        _collect(report, method, scores, readers, item_ids, split.test, groups)
+    rows = score_model(split, readers, ctx, infos)
+    for method, scores in rows.scores.items():
+        _collect(report, method, scores, readers, item_ids, split.test, groups)
+        learned = method in rows.tunings
+        report.seconds[method] = rows.fit_seconds + (rows.search_seconds if learned else 0)
+    report.tunings = rows.tunings
+    report.search_seconds = rows.search_seconds
+    report.fit_seconds = rows.fit_seconds
     return report
+
+
+def _collect(
+    report: Report,
+    method: str,
+    scores: np.ndarray,
+    readers: list[str],
+    item_ids: list[str],
+    test: dict[str, set[str]],
+    groups: dict[str, str] | None,
+) -> None:
+    report.metrics[method] = evaluate_scores(scores, readers, item_ids, test)
+    for group in sorted(set((groups or {}).values()), key=_group_order):
+        rows = [n for n, reader in enumerate(readers) if groups[reader] == group]
+        members = [readers[n] for n in rows]
+        metrics = evaluate_scores(scores[rows], members, item_ids, test)
+        report.groups.setdefault(group, {})[method] = metrics["recall@100"]
+        report.group_sizes[group] = len(rows)
+
+
+def _group_order(name: str) -> int:
+    return int(name.rstrip("+"))
+
+
+PROTOCOLS = {
+    "item-cold-start": (
+        "a seeded 20% of items is held out with all their clicks; every reader with a "
+        "held-out item gets all held-out items ranked (the daily situation: nobody has "
+        "clicked today's papers)."
+    ),
+    "new-readers": (
+        "the same held-out items, ranked for a seeded fifth of those readers after cutting "
+        "their training history to at most 3 clicks."
+    ),
+    "reader-history": (
+        f"the same held-out items, ranked for the readers with at least {MIN_HISTORY} "
+        "training clicks, split at random into groups whose history is cut to 0 clicks "
+        "(a profile only: their library's most frequent tags as interests), 1, 3 or 10 "
+        f"clicks, or kept whole ({MIN_HISTORY}+)."
+    ),
+}
 
 
 def embed_all(items: list[ItemDoc]) -> dict[str, np.ndarray] | None:
     """Embeddings of every item once, shared by every seed (None without the extra)."""
     if not embed.available():
         return None
-    vectors = embed.encode([embed_text(d) for d in items])
+    vectors = embed.encode_items([(d.title, d.abstract) for d in items])
     return {d.id: v for d, v in zip(items, vectors, strict=True)}
 
 
@@ -391,7 +568,7 @@ def evaluate(
     data: Dataset,
     seeds: list[int],
     *,
-    protocols: tuple[str, ...] = ("item-cold-start", "new-readers"),
+    protocols: tuple[str, ...] = tuple(PROTOCOLS),
     progress: Callable[[str], None] | None = None,
     workers: int = 2,
     train_tags: bool = False,
@@ -424,6 +601,9 @@ def _job(data: Dataset, protocol: str, seed: int, vectors: dict | None, train_ta
     split = item_cold_start(data, seed, train_tags=train_tags)
     if protocol == "new-readers":
         split = new_readers(split, seed)
+    if protocol == "reader-history":
+        split, groups, infos = reader_history(data, split, seed)
+        return run_protocol(protocol, split, seed, vectors, groups=groups, infos=infos)
     return run_protocol(protocol, split, seed, vectors)
 
 
@@ -431,19 +611,6 @@ def _announce(report: Report, progress: Callable[[str], None] | None) -> None:
     if progress:
         summary = ", ".join(f"{m} {v['recall@100']:.3f}" for m, v in report.metrics.items())
         progress(f"{report.protocol} seed {report.seed}: recall@100 {summary}")
-
-
-PROTOCOLS = {
-    "item-cold-start": (
-        "a seeded 20% of items is held out with all their clicks; every reader with a "
-        "held-out item gets all held-out items ranked (the daily situation: nobody has "
-        "clicked today's papers)."
-    ),
-    "new-readers": (
-        "the same held-out items, ranked for a seeded fifth of those readers after cutting "
-        "their training history to at most 3 clicks."
-    ),
-}
 
 
 def render_markdown(reports: list[Report], command: str, seconds: float) -> str:
@@ -462,12 +629,79 @@ def render_markdown(reports: list[Report], command: str, seconds: float) -> str:
         "Held-out items never carry tags (readers wrote them). Rows marked digest come",
         "from one fitted model per split; each is a blend of its scorers, so",
         '"lightfm alone" and "text neighbours only" are ablations of the same training.',
+        '"Fixed weights" are the defaults in `digest/model.py`; "learned weights" are',
+        "chosen by `digest.tuning` inside each split's training data (its newest 20% of",
+        "training items held out), never on the test items.",
         "",
     ]
     lines += _summary(reports)
+    lines += _history_summary(reports)
+    lines += _tuning_table(reports)
     for report in reports:
         lines += _protocol_table(report)
     return "\n".join(lines)
+
+
+def _history_summary(reports: list[Report]) -> list[str]:
+    mine = [r for r in reports if r.groups]
+    if not mine:
+        return []
+    groups = sorted(mine[0].groups, key=_group_order)
+    methods = list(mine[0].groups[groups[0]])
+    sizes = " / ".join(str(int(np.mean([r.group_sizes[g] for r in mine]))) for g in groups)
+    lines = [
+        "## Recall@100 by reader history (reader-history protocol)",
+        "",
+        f"Mean over seeds {', '.join(str(r.seed) for r in mine)}; readers per group: {sizes}. "
+        "The 0-click group ranks from profile interests alone (the SVM has nothing to "
+        "learn from there).",
+        "",
+        "| method | " + " | ".join(f"{g} clicks" for g in groups) + " |",
+        "|---" * (len(groups) + 1) + "|",
+    ]
+    for method in methods:
+        cells = [np.mean([r.groups[g][method] for r in mine]) for g in groups]
+        lines.append(f"| {method} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    return [*lines, ""]
+
+
+def _tuning_table(reports: list[Report]) -> list[str]:
+    rows = [(r, name, t) for r in reports for name, t in r.tunings.items()]
+    if not rows:
+        return []
+    lines = [
+        "## What the weight search chose",
+        "",
+        "Per split: the held-out slice of the training data, its validation score with the",
+        "fixed and the learned settings, the settings chosen (neighbours per item, co-click",
+        "expansion, ridge for the LightFM and embedding spaces) and the weights. Search",
+        "seconds are the validation fit plus the search, against the final fit's seconds.",
+        "",
+        "| protocol | seed | row | held out | validation (fixed -> learned) | k, expansion, "
+        "ridges | weights | search s / fit s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for report, name, t in rows:
+        lines.append(_tuning_row(report, name, t))
+    return [*lines, ""]
+
+
+def _tuning_row(report: Report, name: str, t: dict) -> str:
+    row = "no embeddings" if name == LEARNED_NO_EMBED else "with embeddings"
+    if t["method"] != "learned":
+        return (
+            f"| {report.protocol} | {report.seed} | {row} | fixed defaults: {t['reason']} | | | | |"
+        )
+    held, scores = t["held_out"], t["scores"]
+    before = scores["default"]["recall"] + scores["default"]["ndcg"]
+    after = scores["learned"]["recall"] + scores["learned"]["ndcg"]
+    weights = ", ".join(f"{n} {w:g}" for n, w in t["weights"].items() if w)
+    return (
+        f"| {report.protocol} | {report.seed} | {row} | {held['items']} items, "
+        f"{held['clicks']} clicks | {before:.3f} -> {after:.3f} | {t['neighbours_k']}, "
+        f"{t['expansion']:g}, {t['ridge']:g}, {t['ridge_embed']:g} | {weights} | "
+        f"{report.search_seconds:.0f} / {report.fit_seconds:.0f} |"
+    )
 
 
 def _summary(reports: list[Report]) -> list[str]:
@@ -479,6 +713,8 @@ def _summary(reports: list[Report]) -> list[str]:
             continue
         methods = list(next(iter(mine.values())).metrics)
         header = " | ".join(f"seed {s}" for s in seeds if s in mine)
+        if protocol == "reader-history":
+            continue  # its summary is by group (below)
         lines += [f"### {protocol}", "", f"| method | {header} | mean | vs SVM |"]
         lines.append("|---" * (len(mine) + 3) + "|")
         for method in methods:

@@ -162,3 +162,39 @@ def centroids(
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return (out / norms).astype(np.float32)
+
+
+def char_vectorizer() -> TfidfVectorizer:
+    """Character 3-5-grams of titles (within words), unfitted.
+
+    Word features miss what titles say in pieces: plurals and inflections
+    ("recommender", "recommendation"), compounds, acronyms glued to numbers.
+    """
+    return TfidfVectorizer(
+        preprocessor=normalize,
+        analyzer="char_wb",
+        ngram_range=(3, 5),
+        min_df=2,
+        sublinear_tf=True,
+        max_features=50_000,
+        dtype=np.float32,
+    )
+
+
+def fit_char_vectorizer(titles: list[str]) -> TfidfVectorizer | None:
+    """A character n-gram vectorizer fitted on titles, or None when they share no n-gram."""
+    vectorizer = char_vectorizer()
+    try:
+        vectorizer.fit(titles)
+    except ValueError:  # too few titles to share an n-gram: the scorer stays silent
+        return None
+    return vectorizer
+
+
+def char_matrix(vectorizer: TfidfVectorizer | None, titles: list[str]) -> sp.csr_matrix:
+    """Rows of character n-gram weights (zero columns without a vectorizer)."""
+    if vectorizer is None:
+        return sp.csr_matrix((len(titles), 0), dtype=np.float32)
+    if not titles:
+        return sp.csr_matrix((0, len(vectorizer.vocabulary_)), dtype=np.float32)
+    return sp.csr_matrix(vectorizer.transform(titles), dtype=np.float32)

@@ -11,11 +11,18 @@ Scorers (each a column of evidence for a (reader, item) pair):
 - neighbours: the item's nearest past items (TF-IDF) weighted by the reader's history,
             expanded through the team's co-clicks (see `digest.neighbours`).
 - tfidf:    cosine between the item and the reader's weighted history (+ interests).
-- embed_neighbours, embed: the same two with MiniLM sentence embeddings, when the
-            `embed` extra is installed.
+- lightfm_neighbours: the same neighbour scorer in LightFM's learned item space,
+            where two papers are close when the same readers' features pull them together.
+- char_neighbours: the same over character n-grams of titles (morphology, acronyms).
+- lightfm_linear: a per-reader ridge regression over LightFM's item space (a reader's
+            discriminative boundary, negatives included; see `digest.linear`).
+- embed_neighbours, embed, embed_linear: neighbour, centroid and linear scorers over
+            MiniLM sentence embeddings, when the `embed` extra is installed.
 - interest: the reader's profile interests matched against the item text.
 
-The default weights come from `make eval` on citeulike-a (docs/evaluation.md).
+`digest train` learns the blend weights and the neighbour settings from the team's own
+recent clicks when there are enough (see `digest.tuning`); the defaults below serve a
+team too small to validate on.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from digest import __version__, embed, modelfile
+from digest import __version__, embed, linear, modelfile
 from digest import neighbours as nn
 from digest.errors import ModelError
 from digest.features import (
@@ -35,6 +42,9 @@ from digest.features import (
     ReaderInfo,
     Vocabulary,
     centroids,
+    char_matrix,
+    char_vectorizer,
+    fit_char_vectorizer,
     item_feature_matrix,
     make_vectorizer,
     user_feature_matrix,
@@ -45,12 +55,17 @@ from digest.text import normalize
 DEFAULT_WEIGHTS = {
     "lightfm": 0.3,
     "neighbours": 1.0,
+    "lightfm_neighbours": 1.0,
+    "char_neighbours": 1.0,
+    "lightfm_linear": 1.0,
     "tfidf": 0.0,
     "embed_neighbours": 3.0,
     "embed": 0.5,
+    "embed_linear": 1.0,
     "interest": 1.0,
 }
 SCORERS = tuple(DEFAULT_WEIGHTS)
+_NEIGHBOUR_SCORERS = ("neighbours", "lightfm_neighbours", "char_neighbours", "embed_neighbours")
 #: An interest phrase counts as one history item of this weight.
 INTEREST_WEIGHT = 1.0
 #: A past item less similar than this (TF-IDF cosine) is not offered as the reason.
@@ -92,11 +107,18 @@ class Recommender:
         embeddings: str = "auto",
         random_state: int = 0,
         num_threads: int = 1,
+        neighbours_k: int = nn.K_ITEMS,
+        expansion: float = nn.EXPANSION,
+        ridge: float = 10.0,
+        ridge_embed: float = 100.0,
+        embed_recipe: str = embed.DEFAULT_RECIPE,
     ):
         # num_threads > 1 trains faster but LightFM's lock-free updates then make
         # results differ from run to run; one thread keeps "same seed, same model".
         if embeddings not in ("auto", "on", "off"):
             raise ValueError("embeddings must be 'auto', 'on' or 'off'")
+        if embed_recipe not in embed.RECIPES:
+            raise ValueError(f"embed_recipe must be one of {', '.join(embed.RECIPES)}")
         self.components = components
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -109,6 +131,13 @@ class Recommender:
         self.embeddings = embeddings
         self.random_state = random_state
         self.num_threads = num_threads
+        self.neighbours_k = neighbours_k
+        self.expansion = expansion
+        self.ridge = ridge
+        self.ridge_embed = ridge_embed
+        self.embed_recipe = embed_recipe
+        #: How the blend weights and neighbour settings were chosen (see `digest.tuning`).
+        self.tuning: dict | None = None
         self._fitted = False
 
     # -- training -----------------------------------------------------------------------
@@ -130,8 +159,15 @@ class Recommender:
         if self.embeddings == "on" and not embed.available():
             raise ModelError("embeddings requested but the 'embed' extra is not installed")
         self.readers_info = dict(readers or {})
+        if not self.readers_info and not interactions:
+            raise ModelError(
+                "no readers to learn for: add reader profiles or import feedback first"
+            )
         self.item_embed = None  # a refit must not reuse rows aligned with old item ids
+        self.interest_embed = {}
+        self.item_char = None
         self.vectorizer = make_vectorizer(self.max_features)
+        self.char_vectorizer = fit_char_vectorizer([d.title for d in items])
         self._terms = None
         # Fitting and transforming in one pass tokenises the corpus once, not twice.
         tfidf = self.vectorizer.fit_transform([d.text for d in items])
@@ -222,6 +258,8 @@ class Recommender:
             self._interaction_matrix(interactions), item_features, user_features, epochs
         )
         self._item_features = item_features
+        self.item_lf = _unit_rows(self.lightfm.get_item_representations(item_features)[1])
+        self.item_char = self._char_rows([docs[i] for i in self.item_ids])
         self._history(interactions, tfidf, docs, item_vectors)
 
     def _fit_lightfm(
@@ -291,16 +329,32 @@ class Recommender:
             history_centroid + INTEREST_WEIGHT * self.interest_tfidf
         )
         self.interest_phrases = [tuple(normalize(p) for p in ps) for ps in interests]
+        self.linear_lf = linear.ridge_weights(self.item_lf, self.history_matrix, self.ridge)
         if self.use_embed:
             self.item_embed = self._embed_items([docs[i] for i in self.item_ids], item_vectors)
-            interest_vecs = np.zeros((len(self.reader_ids), embed.DIMENSIONS), dtype=np.float32)
-            with_interests = [i for i, text in enumerate(interest_text) if text]
-            if with_interests:
-                encoded = embed.encode([interest_text[i] for i in with_interests])
-                interest_vecs[with_interests] = encoded
+            self.linear_embed = linear.ridge_weights(
+                self.item_embed, self.history_matrix, self.ridge_embed
+            )
+            interest_vecs = self._interest_vectors(interest_text)
             self.embed_centroid = _normalize_dense(
                 centroids(pairs, self.item_embed) + INTEREST_WEIGHT * interest_vecs
             )
+
+    def _interest_vectors(self, texts: list[str]) -> np.ndarray:
+        """Readers' interest embeddings; a phrase list already encoded is not encoded again.
+
+        The daily update runs for every reader, and most readers' interests never change.
+        """
+        known: dict[str, np.ndarray] = getattr(self, "interest_embed", None) or {}
+        fresh = sorted({t for t in texts if t and t not in known})
+        if fresh:
+            known = {**known, **dict(zip(fresh, embed.encode(fresh), strict=True))}
+        self.interest_embed = {t: known[t] for t in texts if t}
+        out = np.zeros((len(texts), embed.DIMENSIONS), dtype=np.float32)
+        for row, text in enumerate(texts):
+            if text:
+                out[row] = known[text]
+        return out
 
     def _embed_items(
         self, docs: list[ItemDoc], given: dict[str, np.ndarray] | None = None
@@ -322,8 +376,20 @@ class Recommender:
             else:
                 missing.append(n)
         if missing:
-            out[missing] = embed.encode([embed_text(docs[n]) for n in missing])
+            pairs = [(docs[n].title, docs[n].abstract) for n in missing]
+            out[missing] = embed.encode_items(pairs, self.embed_recipe)
         return out
+
+    def _char_rows(self, docs: list[ItemDoc]) -> sp.csr_matrix:
+        """Character n-gram rows of `docs`' titles, reusing the rows already computed.
+
+        `docs` follows `item_ids`, whose order only ever grows at the end, so an update
+        transforms only the new items' titles.
+        """
+        known = self.item_char
+        start = 0 if known is None else known.shape[0]
+        rows = char_matrix(self.char_vectorizer, [d.title for d in docs[start:]])
+        return rows if known is None else sp.vstack([known, rows], format="csr", dtype=np.float32)
 
     def _calibrate(self) -> None:
         """Fix each scorer's mean and spread on a sample, for comparable scores."""
@@ -337,25 +403,61 @@ class Recommender:
             self.item_embed[cols] if self.use_embed else None,
             self._item_features[cols],
             texts=None,
+            char=self.item_char[cols],
         )
         raw = self._raw_scores([self.reader_ids[r] for r in readers], side)
         for name, values in raw.items():
             std = float(values.std())
             self.scale[name] = (float(values.mean()), std if std > 1e-9 else 1.0)
 
+    def apply_tuning(self, tuning) -> None:
+        """Take the weights and settings a search chose (`digest.tuning.Tuning`).
+
+        Called right after `fit`: the linear scorers are re-solved for a changed ridge
+        and every scorer is recalibrated, since neighbour settings move their scale.
+        """
+        self._check_fitted()
+        if getattr(self, "_item_features", None) is None:
+            raise ModelError("settings can only be applied to a model fitted in this process")
+        self.weights = dict(tuning.weights)
+        before = (self.neighbours_k, self.expansion, self.ridge, self.ridge_embed)
+        self.neighbours_k, self.expansion = int(tuning.neighbours_k), float(tuning.expansion)
+        if tuning.ridge != self.ridge:
+            self.ridge = float(tuning.ridge)
+            self.linear_lf = linear.ridge_weights(self.item_lf, self.history_matrix, self.ridge)
+        if tuning.ridge_embed != self.ridge_embed:
+            self.ridge_embed = float(tuning.ridge_embed)
+            if self.use_embed:
+                self.linear_embed = linear.ridge_weights(
+                    self.item_embed, self.history_matrix, self.ridge_embed
+                )
+        self.__dict__.pop("_linear_cache", None)
+        if before != (self.neighbours_k, self.expansion, self.ridge, self.ridge_embed):
+            self._calibrate()
+        self.tuning = tuning.as_dict()
+
     # -- scoring ------------------------------------------------------------------------
 
-    def prepare(self, items: list[ItemDoc], vectors: dict[str, np.ndarray] | None = None) -> dict:
+    def prepare(
+        self,
+        items: list[ItemDoc],
+        vectors: dict[str, np.ndarray] | None = None,
+        *,
+        k: int | None = None,
+    ) -> dict:
         """Item-side work for `score`, done once when many reader blocks share the items.
 
-        `vectors` passes stored embeddings by item id, so nothing is encoded twice.
+        `vectors` passes stored embeddings by item id, so nothing is encoded twice. `k`
+        keeps more neighbours than the model's own setting, so `raw_scores` can try
+        several settings on one preparation (as the weight search does).
         """
         self._check_fitted()
         tfidf = self.vectorizer.transform([d.text for d in items])
         features = item_feature_matrix(tfidf, items, self.vocab, grow=False, k=self.max_terms)
         vectors = self._embed_items(items, vectors) if self.use_embed else None
         texts = [normalize(f"{d.title} {d.abstract}") for d in items]
-        side = self._item_side([d.id for d in items], tfidf, vectors, features, texts)
+        char = char_matrix(self.char_vectorizer, [d.title for d in items])
+        side = self._item_side([d.id for d in items], tfidf, vectors, features, texts, char, k)
         side["tfidf"] = sp.csr_matrix(tfidf)
         return side
 
@@ -366,27 +468,37 @@ class Recommender:
         vectors: np.ndarray | None,
         features: sp.csr_matrix,
         texts: list[str] | None,
+        char: sp.csr_matrix,
+        k: int | None = None,
     ) -> dict:
         # An item that is also a past item must not count itself as its own neighbour:
         # the same item scores the same whether or not it was in the training set.
         own = np.array([self.item_index.get(i, -1) for i in ids], dtype=np.int64)
+        k = max(k or 0, self.neighbours_k)
+        bias, reps = self.lightfm.get_item_representations(features)
+        unit = _unit_rows(reps)
         side = {
             "ids": ids,
             "tfidf": tfidf,
             "vectors": vectors,
-            "lightfm": self.lightfm.get_item_representations(features),
+            "lightfm": (bias, reps),
+            "lightfm_unit": unit,
             "texts": texts,
-            "neighbours": nn.nearest(tfidf, self.item_tfidf, exclude=own),
+            "k": k,
+            "neighbours": nn.nearest(tfidf, self.item_tfidf, k, exclude=own),
+            "lightfm_neighbours": nn.nearest(unit, self.item_lf, k, exclude=own),
+            "char_neighbours": nn.nearest(char, self.item_char, k, exclude=own),
         }
         if vectors is not None:
-            side["embed_neighbours"] = nn.nearest(vectors, self.item_embed, exclude=own)
+            side["embed_neighbours"] = nn.nearest(vectors, self.item_embed, k, exclude=own)
         return side
 
     def score(
         self, readers: list[str], items: list[ItemDoc], *, prepared: dict | None = None
     ) -> Components:
-        """Blended scores (readers x items) plus each scorer's raw scores."""
-        raw = self._raw_scores(readers, prepared or self.prepare(items))
+        """Blended scores (readers x items) plus the raw scores of the scorers it blends."""
+        active = frozenset(name for name, weight in self.weights.items() if weight)
+        raw = self._raw_scores(readers, prepared or self.prepare(items), only=active)
         return Components(raw, self.blend(raw))
 
     def blend(self, raw: dict[str, np.ndarray], weights: dict[str, float] | None = None):
@@ -401,27 +513,87 @@ class Recommender:
                 blended += weight * (values - mean) / std
         return blended
 
-    def _raw_scores(self, readers: list[str], side: dict) -> dict[str, np.ndarray]:
+    def raw_scores(
+        self,
+        readers: list[str],
+        prepared: dict,
+        *,
+        only: frozenset[str] | None = None,
+        k: int | None = None,
+        expansion: float | None = None,
+        ridge: float | None = None,
+        ridge_embed: float | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Each scorer's unblended scores (readers x items), optionally under other settings.
+
+        `only` limits the work to some scorers. The weight search (`digest.tuning`)
+        scores one preparation under several neighbour and ridge settings; ranking
+        uses the model's own settings through `score`.
+        """
+        return self._raw_scores(
+            readers, prepared, only=only, k=k, expansion=expansion, ridge=ridge,
+            ridge_embed=ridge_embed,
+        )  # fmt: skip
+
+    def _raw_scores(
+        self,
+        readers: list[str],
+        side: dict,
+        *,
+        only: frozenset[str] | None = None,
+        k: int | None = None,
+        expansion: float | None = None,
+        ridge: float | None = None,
+        ridge_embed: float | None = None,
+    ) -> dict[str, np.ndarray]:
+        wanted = frozenset(SCORERS) if only is None else only
         rows = [self._reader_row(r) for r in readers]
-        user_bias, user_vecs = self._user_vectors(readers)
-        item_bias, item_vecs = side["lightfm"]
-        out = {"lightfm": user_vecs @ item_vecs.T + item_bias[None, :] + user_bias[:, None]}
-        expanded = nn.expand(self._rows_or_zero(self.history_matrix, rows), self.co_clicks)
-        out["neighbours"] = nn.score(expanded, side["neighbours"])
-        centroid = self._rows_or_zero(self.tfidf_centroid, rows)
-        out["tfidf"] = np.asarray((centroid @ side["tfidf"].T).todense(), dtype=np.float32)
-        interest = self._rows_or_zero(self.interest_tfidf, rows)
-        out["interest"] = np.asarray((interest @ side["tfidf"].T).todense(), dtype=np.float32)
-        if side["texts"] is not None:
-            out["interest"] += self._phrase_hits(rows, side["texts"])
+        out: dict[str, np.ndarray] = {}
+        if "lightfm" in wanted:
+            user_bias, user_vecs = self._user_vectors(readers)
+            item_bias, item_vecs = side["lightfm"]
+            out["lightfm"] = user_vecs @ item_vecs.T + item_bias[None, :] + user_bias[:, None]
+        neighbour_scorers = [n for n in _NEIGHBOUR_SCORERS if n in wanted and n in side]
+        if neighbour_scorers:
+            strength = self.expansion if expansion is None else expansion
+            history = self._rows_or_zero(self.history_matrix, rows)
+            expanded = nn.expand(history, self.co_clicks, strength)
+            for name in neighbour_scorers:
+                out[name] = nn.score(expanded, _keep(side[name], k or self.neighbours_k))
+        if "lightfm_linear" in wanted:
+            weights = self._linear("lf", ridge)
+            out["lightfm_linear"] = linear.scores(weights, rows, side["lightfm_unit"])
+        if "tfidf" in wanted:
+            centroid = self._rows_or_zero(self.tfidf_centroid, rows)
+            out["tfidf"] = np.asarray((centroid @ side["tfidf"].T).todense(), dtype=np.float32)
+        if "interest" in wanted:
+            interest = self._rows_or_zero(self.interest_tfidf, rows)
+            hits = np.asarray((interest @ side["tfidf"].T).todense(), dtype=np.float32)
+            if side["texts"] is not None:
+                hits += self._phrase_hits(rows, side["texts"])
+            out["interest"] = hits
         vectors = side["vectors"]
         if self.use_embed and vectors is not None:
-            dense = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
-            idx = [i for i, r in enumerate(rows) if r is not None]
-            dense[idx] = self.embed_centroid[[rows[i] for i in idx]]
-            out["embed"] = dense @ vectors.T
-            out["embed_neighbours"] = nn.score(expanded, side["embed_neighbours"])
-        return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+            if "embed" in wanted:
+                dense = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
+                idx = [i for i, r in enumerate(rows) if r is not None]
+                dense[idx] = self.embed_centroid[[rows[i] for i in idx]]
+                out["embed"] = dense @ vectors.T
+            if "embed_linear" in wanted:
+                weights = self._linear("embed", ridge_embed)
+                out["embed_linear"] = linear.scores(weights, rows, vectors)
+        return {name: np.asarray(v, dtype=np.float32) for name, v in out.items()}
+
+    def _linear(self, space: str, ridge: float | None) -> np.ndarray:
+        """Per-reader linear weights over one item space, for the model's ridge or another."""
+        own = self.ridge if space == "lf" else self.ridge_embed
+        if ridge is None or ridge == own:
+            return self.linear_lf if space == "lf" else self.linear_embed
+        cache = self.__dict__.setdefault("_linear_cache", {})
+        if (space, ridge) not in cache:
+            items = self.item_lf if space == "lf" else self.item_embed
+            cache[(space, ridge)] = linear.ridge_weights(items, self.history_matrix, ridge)
+        return cache[(space, ridge)]
 
     def _phrase_hits(self, rows: list[int | None], texts: list[str]) -> np.ndarray:
         hits = np.zeros((len(rows), len(texts)), dtype=np.float32)
@@ -539,6 +711,23 @@ class Recommender:
         tfidf = prepared["tfidf"]
         return (tfidf @ tfidf.T).toarray()
 
+    def summary(self) -> dict:
+        """What `digest model show` reports: size, settings, weights and how they were chosen."""
+        self._check_fitted()
+        return {
+            "items": len(self.item_ids),
+            "readers": len(self.reader_ids),
+            "embeddings": embed.cache_key(self.embed_recipe) if self.use_embed else None,
+            "weights": {n: float(self.weights.get(n, 0.0)) for n in SCORERS},
+            "default_weights": dict(DEFAULT_WEIGHTS),
+            "neighbours_k": self.neighbours_k,
+            "expansion": self.expansion,
+            "ridge": self.ridge,
+            "ridge_embed": self.ridge_embed,
+            "tuning": self.tuning,
+            "params": self.get_params(),
+        }
+
     # -- persistence --------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -575,9 +764,11 @@ class Recommender:
             "digest": __version__,
             "params": self.get_params(),
             "use_embed": bool(self.use_embed),
-            "embed_model": embed.MODEL_NAME if self.use_embed else None,
+            "embed_model": embed.cache_key(self.embed_recipe) if self.use_embed else None,
             "scale": {name: list(pair) for name, pair in self.scale.items()},
             "terms": [str(t) for t in self.terms()],
+            "char_terms": _char_terms(self.char_vectorizer),
+            "tuning": self.tuning,
             "item_extra": _by_column(self.vocab.item_extra),
             "user_features": _by_column(self.vocab.user),
             "item_ids": self.item_ids,
@@ -600,9 +791,22 @@ class Recommender:
             co_clicks=self.co_clicks,
             interest_tfidf=self.interest_tfidf,
             tfidf_centroid=self.tfidf_centroid,
+            item_lf=self.item_lf,
+            item_char=self.item_char,
+            linear_lf=self.linear_lf,
         )
+        if self.char_vectorizer is not None:
+            arrays["char_idf"] = self.char_vectorizer.idf_
         if self.use_embed:
-            arrays.update(item_embed=self.item_embed, embed_centroid=self.embed_centroid)
+            header["interest_texts"] = list(self.interest_embed)
+            arrays["interest_embed"] = np.asarray(
+                list(self.interest_embed.values()), dtype=np.float32
+            ).reshape(len(self.interest_embed), embed.DIMENSIONS)
+            arrays.update(
+                item_embed=self.item_embed,
+                embed_centroid=self.embed_centroid,
+                linear_embed=self.linear_embed,
+            )
         return header, arrays
 
     def _restore(self, path: str | os.PathLike[str], header: dict, arrays: dict) -> None:
@@ -640,17 +844,28 @@ class Recommender:
             path, arrays, "tfidf_centroid", (n_readers, len(terms))
         )
         self.history = _history_rows(self.history_matrix)
+        self.tuning = _tuning(path, header.get("tuning"))
+        self.char_vectorizer = _char_vectorizer(path, header, arrays)
+        n_char = len(self.char_vectorizer.vocabulary_) if self.char_vectorizer else 0
+        self.item_char = _sparse_shaped(path, arrays, "item_char", (n_items, n_char))
+        width = self.lightfm.no_components
+        self.item_lf = _shaped(path, arrays, "item_lf", (n_items, width))
+        self.linear_lf = _shaped(path, arrays, "linear_lf", (width, n_readers))
         self.interest_phrases = [
             tuple(normalize(p) for p in self.readers_info.get(r, ReaderInfo(r)).interests)
             for r in self.reader_ids
         ]
         if self.use_embed:
-            if header.get("embed_model") != embed.MODEL_NAME:
+            if header.get("embed_model") != embed.cache_key(self.embed_recipe):
                 raise ModelError(f"{path}: embeddings of another model; retrain")
             self.item_embed = _shaped(path, arrays, "item_embed", (n_items, embed.DIMENSIONS))
             self.embed_centroid = _shaped(
                 path, arrays, "embed_centroid", (n_readers, embed.DIMENSIONS)
             )
+            self.linear_embed = _shaped(path, arrays, "linear_embed", (embed.DIMENSIONS, n_readers))
+            texts = modelfile.field(path, header, "interest_texts", list)
+            vectors = _shaped(path, arrays, "interest_embed", (len(texts), embed.DIMENSIONS))
+            self.interest_embed = dict(zip(map(str, texts), vectors, strict=True))
         self._fitted = True
 
     def _restore_lightfm(self, path, header: dict, arrays: dict, n_terms: int) -> None:
@@ -688,6 +903,9 @@ class Recommender:
             "max_terms": self.max_terms, "max_features": self.max_features,
             "weights": dict(self.weights), "embeddings": self.embeddings,
             "random_state": self.random_state, "num_threads": self.num_threads,
+            "neighbours_k": self.neighbours_k, "expansion": self.expansion,
+            "ridge": self.ridge, "ridge_embed": self.ridge_embed,
+            "embed_recipe": self.embed_recipe,
         }  # fmt: skip
 
 
@@ -719,6 +937,8 @@ def _params(path: str | os.PathLike[str], header: dict) -> dict:
         "components": int, "epochs": int, "learning_rate": float, "loss": str,
         "item_alpha": float, "user_alpha": float, "max_terms": int, "max_features": int,
         "weights": dict, "embeddings": str, "random_state": int, "num_threads": int,
+        "neighbours_k": int, "expansion": float, "ridge": float, "ridge_embed": float,
+        "embed_recipe": str,
     }  # fmt: skip
     out = {}
     for key, kind in expected.items():
@@ -733,7 +953,41 @@ def _params(path: str | os.PathLike[str], header: dict) -> dict:
         raise ModelError(f"{path}: corrupt model header (parameter 'weights')")
     if out["embeddings"] not in ("auto", "on", "off"):
         raise ModelError(f"{path}: corrupt model header (parameter 'embeddings')")
+    if out["embed_recipe"] not in embed.RECIPES:
+        raise ModelError(f"{path}: corrupt model header (parameter 'embed_recipe')")
+    if not 1 <= out["neighbours_k"] <= 10_000:
+        raise ModelError(f"{path}: corrupt model header (parameter 'neighbours_k')")
+    for key in ("expansion", "ridge", "ridge_embed"):
+        if not 0 <= out[key] < 1e9:
+            raise ModelError(f"{path}: corrupt model header (parameter {key!r})")
     return out
+
+
+def _char_terms(vectorizer) -> list[str] | None:
+    if vectorizer is None:
+        return None
+    return [t for t, _ in sorted(vectorizer.vocabulary_.items(), key=lambda pair: pair[1])]
+
+
+def _char_vectorizer(path: str | os.PathLike[str], header: dict, arrays: dict):
+    """The title n-gram vectorizer rebuilt from its terms and weights (None if it had none)."""
+    terms = header.get("char_terms")
+    if terms is None:
+        return None
+    if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+        raise ModelError(f"{path}: corrupt model header (field 'char_terms')")
+    vectorizer = char_vectorizer()
+    vectorizer.vocabulary_ = {t: i for i, t in enumerate(terms)}
+    vectorizer.idf_ = _shaped(path, arrays, "char_idf", (len(terms),))
+    return vectorizer
+
+
+def _tuning(path: str | os.PathLike[str], raw: object) -> dict | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ModelError(f"{path}: corrupt model header (field 'tuning')")
+    return raw
 
 
 def _shaped(
@@ -796,16 +1050,6 @@ def _history_rows(matrix: sp.csr_matrix) -> list[dict[int, float]]:
     ]
 
 
-#: Names what `embed_text` feeds the sentence model: a stored vector made from other
-#: text is stale (the cache key is the model name and this recipe).
-EMBED_RECIPE = "title+abstract:1000c"
-
-
-def embed_text(doc: ItemDoc) -> str:
-    """What the sentence model reads: title and the start of the abstract."""
-    return f"{doc.title}. {doc.abstract}"[:1000]
-
-
 def _history_matrix(history: list[dict[int, float]], n_items: int) -> sp.csr_matrix:
     rows = [r for r, entries in enumerate(history) for _ in entries]
     cols = [c for entries in history for c in entries]
@@ -825,3 +1069,16 @@ def _normalize_dense(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return (matrix / norms).astype(np.float32)
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Dense rows scaled to unit length (zero rows stay zero), as float32."""
+    return _normalize_dense(np.asarray(matrix, dtype=np.float32))
+
+
+def _keep(neighbours: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Each row's k most similar neighbours (prepared lists may hold more)."""
+    counts = np.diff(neighbours.indptr)
+    if len(counts) == 0 or counts.max() <= k:
+        return neighbours
+    return nn.top_per_row(neighbours, k)

@@ -31,7 +31,7 @@ from digest.errors import ModelError
 
 MAGIC = "digest-model"
 #: Bumped whenever the header or the set of arrays changes meaning.
-FORMAT = 2
+FORMAT = 3
 _HEADER = "header"
 _ALLOWED_KINDS = frozenset("fiub")  # float, signed int, unsigned int, bool
 

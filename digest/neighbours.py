@@ -68,13 +68,17 @@ def nearest(
 
 def co_clicks(history: sp.csr_matrix, k: int = K_COCLICK) -> sp.csr_matrix:
     """Item-item cosine over who engaged with them (positives only), k per item, no self."""
+    n_items = history.shape[1]
+    if history.shape[0] == 0 or history.nnz == 0:
+        # Nobody has clicked anything yet: no item is co-clicked with another.
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
     positive = history.multiply(history > 0).tocsc().astype(np.float32)
     positive.data[:] = 1.0
     by_item = l2_normalize(positive.T.tocsr())
     cosine = (by_item @ by_item.T).tocsr()
     cosine.setdiag(0)
     cosine.eliminate_zeros()
-    return _top_per_row(cosine, k)
+    return top_per_row(cosine, k)
 
 
 def expand(history: sp.csr_matrix, co: sp.csr_matrix, strength: float = EXPANSION) -> sp.csr_matrix:
@@ -88,7 +92,8 @@ def score(expanded: sp.csr_matrix, neighbours: sp.csr_matrix) -> np.ndarray:
     return _dense(expanded @ neighbours.T).astype(np.float32)
 
 
-def _top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+def top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """The k largest entries of every row (all of a row with fewer)."""
     matrix = matrix.tocsr()
     counts = np.diff(matrix.indptr)
     rows, cols, vals = [], [], []

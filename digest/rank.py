@@ -39,7 +39,9 @@ class Ranking:
         day: date,
         diversity: float = DEFAULT_DIVERSITY,
         min_score: float | None = None,
+        vectors: dict[str, np.ndarray] | None = None,
     ):
+        """`vectors`: stored embeddings of the candidates, so none is encoded here."""
         self.model = model
         self.candidates = list(candidates)
         self.profiles = profiles
@@ -48,7 +50,8 @@ class Ranking:
         self.diversity = diversity
         self.min_score = min_score
         # A day with no candidates ranks nothing (and the model has nothing to prepare).
-        self.prepared = model.prepare([doc_of(i) for i in self.candidates]) if candidates else {}
+        docs = [doc_of(i) for i in self.candidates]
+        self.prepared = model.prepare(docs, vectors) if candidates else {}
         self.similarity = model.similarity(self.prepared) if self.candidates else None
         muted = {m for p in profiles.readers.values() for m in p.muted}
         texts = [f"{i.title}\n{i.abstract}" for i in self.candidates]

@@ -91,6 +91,10 @@ class ModelSettings:
         "auto", "Sentence embeddings: auto (when installed), on, off.",
         env="DIGEST_EMBEDDINGS", choices=("auto", "on", "off"),
     )  # fmt: skip
+    embed_text: str = _opt(
+        "title", "What sentence embeddings read: title, title+abstract:128 or :256 (tokens).",
+        choices=("title", "title+abstract:128", "title+abstract:256"),
+    )  # fmt: skip
     epochs: int = _opt(10, "LightFM epochs for a full train.", low=1, high=500)
     update_epochs: int = _opt(
         3, "LightFM epochs for the daily incremental update.", low=1, high=500

@@ -285,6 +285,16 @@ def m006_embeddings(db: sqlite_utils.Database) -> None:
     )
 
 
+def m007_embedding_text_hash(db: sqlite_utils.Database) -> None:
+    """Each stored vector names the text it was made from.
+
+    An item can gain an abstract after it was embedded (a later sighting enriches
+    it); a vector of the old text is then stale. Vectors stored before this have
+    no hash and are made again once.
+    """
+    db.executescript("ALTER TABLE embeddings ADD COLUMN text_hash TEXT;")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_readers_feedback,
@@ -292,6 +302,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m004_fts_detail_column,
     m005_digest_ledger,
     m006_embeddings,
+    m007_embedding_text_hash,
 ]
 
 
@@ -973,26 +984,27 @@ class Store:
             if status == "delivered":
                 self.record_sends(sends)
 
-    def embeddings(self, ids: Iterable[str], model: str) -> dict[str, bytes]:
-        """Stored vectors (raw float32 bytes) of these items made by `model`."""
-        out: dict[str, bytes] = {}
+    def embeddings(self, ids: Iterable[str], model: str) -> dict[str, tuple[bytes, str | None]]:
+        """Stored vectors (raw float32 bytes) of these items made by `model`, with the
+        hash of the text each was made from."""
+        out: dict[str, tuple[bytes, str | None]] = {}
         for chunk in _chunks(list(ids)):
             marks = ",".join("?" * len(chunk))
-            out.update(
-                self.conn.execute(
-                    f"SELECT item_id, vector FROM embeddings WHERE model = ? "
-                    f"AND item_id IN ({marks})",
-                    (model, *chunk),
-                ).fetchall()
-            )
+            rows = self.conn.execute(
+                f"SELECT item_id, vector, text_hash FROM embeddings WHERE model = ? "
+                f"AND item_id IN ({marks})",
+                (model, *chunk),
+            ).fetchall()
+            out.update((item_id, (vector, text_hash)) for item_id, vector, text_hash in rows)
         return out
 
-    def save_embeddings(self, model: str, vectors: Iterable[tuple[str, bytes]]) -> None:
-        """Keep vectors made by `model` (an existing one for the same item is replaced)."""
+    def save_embeddings(self, model: str, vectors: Iterable[tuple[str, bytes, str]]) -> None:
+        """Keep vectors made by `model` from texts with these hashes (replacing older ones)."""
         with self.transaction():
             self.conn.executemany(
-                "INSERT OR REPLACE INTO embeddings (item_id, model, vector) VALUES (?, ?, ?)",
-                [(item_id, model, blob) for item_id, blob in vectors],
+                "INSERT OR REPLACE INTO embeddings (item_id, model, vector, text_hash) "
+                "VALUES (?, ?, ?, ?)",
+                [(item_id, model, blob, text_hash) for item_id, blob, text_hash in vectors],
             )
 
     def stored_items(

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from digest import embed
+from digest import embed, tuning
 from digest.features import ItemDoc, ReaderInfo, doc_of
 from digest.feedback import EVENT_WEIGHTS
-from digest.model import EMBED_RECIPE, Interaction, Recommender, embed_text
+from digest.model import Interaction, Recommender
 from digest.profiles import ProfileSet, teams_of
 from digest.store import Store
+from digest.text import digest_of
 
 #: Sent on some channel but never clicked, liked or tagged: a weak negative.
 IGNORED_WEIGHT = -0.25
@@ -56,23 +58,32 @@ def reader_infos(store: Store, profiles: ProfileSet) -> dict[str, ReaderInfo]:
 
 
 def item_vectors(
-    store: Store, docs: list[ItemDoc], progress: Callable[[int, int], None] | None = None
+    store: Store,
+    docs: list[ItemDoc],
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    recipe: str = embed.DEFAULT_RECIPE,
 ) -> dict[str, np.ndarray]:
     """Every doc's sentence embedding: stored ones reused, the rest encoded once and stored.
 
-    Encoding is the slow part of training (tens of items per second on two cores),
-    so an item is embedded once in its life, not on every train and rank.
+    Encoding is the slow part of training (tens to hundreds of items per second on
+    two cores), so an item is embedded once in its life, not on every train and
+    rank. A vector counts only for the exact text it was made from.
     """
-    key = f"{embed.MODEL_NAME}|{EMBED_RECIPE}"
-    stored = store.embeddings([d.id for d in docs], key)
-    out = {i: np.frombuffer(b, dtype=np.float32) for i, b in stored.items()}
-    missing = [d for d in docs if d.id not in out or out[d.id].shape != (embed.DIMENSIONS,)]
+    key = embed.cache_key(recipe)
+    texts = {d.id: embed.text_of(d.title, d.abstract, recipe) for d in docs}
+    hashes = {i: digest_of(key, text) for i, text in texts.items()}
+    out: dict[str, np.ndarray] = {}
+    for item_id, (blob, text_hash) in store.embeddings(list(texts), key).items():
+        vector = np.frombuffer(blob, dtype=np.float32)
+        if text_hash == hashes[item_id] and vector.shape == (embed.DIMENSIONS,):
+            out[item_id] = vector
+    missing = [d for d in docs if d.id not in out]
     for start in range(0, len(missing), _EMBED_BATCH):
         batch = missing[start : start + _EMBED_BATCH]
-        vectors = embed.encode([embed_text(d) for d in batch])
-        store.save_embeddings(
-            key, [(d.id, v.tobytes()) for d, v in zip(batch, vectors, strict=True)]
-        )
+        vectors = embed.encode_items([(d.title, d.abstract) for d in batch], recipe)
+        rows = [(d.id, v.tobytes(), hashes[d.id]) for d, v in zip(batch, vectors, strict=True)]
+        store.save_embeddings(key, rows)
         out.update((d.id, v) for d, v in zip(batch, vectors, strict=True))
         if progress:
             progress(start + len(batch), len(missing))
@@ -100,6 +111,7 @@ def train(
     before: str | None = None,
     update_epochs: int = 3,
     source: str | Path | None = None,
+    tune: bool = True,
     **params,
 ) -> Recommender:
     """Fit (or, with `update`, incrementally update) the model and save it atomically.
@@ -107,20 +119,80 @@ def train(
     The update starts from the model at `source` (default: `path`); with `path`
     None nothing is saved (a dry run). `before` (a YYYY-MM-DD day) keeps sends from
     that day on out of the negatives: the daily run trains before it delivers, on
-    what readers had time to open.
+    what readers had time to open. A full train (not an update) with `tune` learns
+    the blend weights from the newest items' clicks (`digest.tuning`); an update
+    keeps the weights the model has.
     """
-    docs = [doc_of(item) for item in store.stored_items()]
+    stored = store.stored_items()
+    docs = [doc_of(item) for item in stored]
     interactions = interactions_from_events(store.events(), store.sends(), before=before)
     readers = reader_infos(store, profiles)
     start = source or path
     if update and start and Path(start).exists():
         model = Recommender.load(start)
-        vectors = item_vectors(store, docs) if model.use_embed else None
+        recipe = model.embed_recipe
+        vectors = item_vectors(store, docs, recipe=recipe) if model.use_embed else None
         model.fit_partial(docs, interactions, readers, epochs=update_epochs, item_vectors=vectors)
     else:
         wants = uses_embeddings(params.get("embeddings", "auto"))
-        vectors = item_vectors(store, docs) if wants and docs else None
-        model = Recommender(**params).fit(docs, interactions, readers, item_vectors=vectors)
+        recipe = params.get("embed_recipe", embed.DEFAULT_RECIPE)
+        vectors = item_vectors(store, docs, recipe=recipe) if wants and docs else None
+        fit = FitJob(docs, interactions, readers, vectors, params)
+        days = [item.first_seen for item in stored]
+        model = fit.tuned(digest_size(profiles), days) if tune else fit.untuned()
     if path:
         model.save(path)
     return model
+
+
+#: Digest size when no profile says: what the weight search optimises the top of.
+DIGEST_SIZE = 10
+
+
+def digest_size(profiles: ProfileSet) -> int:
+    """The typical digest size of this team (the median of its readers' sizes)."""
+    sizes = sorted(p.digest_size for p in profiles.readers.values())
+    return sizes[len(sizes) // 2] if sizes else DIGEST_SIZE
+
+
+@dataclass
+class FitJob:
+    """One full fit, with or without the weight search beside it."""
+
+    docs: list[ItemDoc]
+    interactions: list[Interaction]
+    readers: dict[str, ReaderInfo]
+    vectors: dict[str, np.ndarray] | None
+    params: dict
+
+    def fixed(self) -> Recommender:
+        return Recommender(**self.params).fit(
+            self.docs, self.interactions, self.readers, item_vectors=self.vectors
+        )
+
+    def untuned(self) -> Recommender:
+        model = self.fixed()
+        model.apply_tuning(tuning.defaults("weight search turned off", self.params))
+        return model
+
+    def tuned(self, size: int, days: list[str]) -> Recommender:
+        """Fit on everything while the search runs in a second process, then apply it.
+
+        A team too small to hold clicks out is known at once, and spawns nothing.
+        """
+        held = tuning.recent_holdout(self.docs, self.interactions, days)
+        if isinstance(held, str):
+            model = self.fixed()
+            model.apply_tuning(tuning.defaults(held, self.params))
+            return model
+        pending = tuning.in_background(
+            items=self.docs, interactions=self.interactions, readers=self.readers,
+            params=self.params, digest_size=size, days=days, vectors=self.vectors,
+        )  # fmt: skip
+        model = self.fixed()
+        try:
+            chosen = pending.result()
+        except Exception as exc:  # the search is an improvement, never a reason to fail
+            chosen = tuning.defaults(f"the weight search failed: {exc}", self.params)
+        model.apply_tuning(chosen)
+        return model

@@ -14,6 +14,10 @@ from hypothesis import strategies as st
 
 from digest.cli import cli
 from digest.evaluate import (
+    FIXED_EMBED,
+    FIXED_NO_EMBED,
+    LEARNED_EMBED,
+    LEARNED_NO_EMBED,
     SVM,
     Dataset,
     _ranks,
@@ -129,13 +133,15 @@ def test_new_readers_keep_at_most_three_clicks() -> None:
 
 def test_evaluation_end_to_end_beats_baselines_on_topical_data() -> None:
     reports = evaluate(_topical(), [0], workers=1)
-    assert [r.protocol for r in reports] == ["item-cold-start", "new-readers"]
+    assert [r.protocol for r in reports] == ["item-cold-start", "new-readers", "reader-history"]
     cold = reports[0].metrics
     expected = {"random", "popularity (text-predicted)", "tfidf centroid", SVM, "lightfm alone",
-                "digest: text neighbours only", "digest (no embeddings)"}  # fmt: skip
+                "digest: text neighbours only", FIXED_NO_EMBED, LEARNED_NO_EMBED}  # fmt: skip
     assert expected <= set(cold)
-    assert cold["digest (no embeddings)"]["auc"] > 0.9 > 0.7 > cold["random"]["auc"]
-    assert cold["digest (no embeddings)"]["recall@50"] > cold["random"]["recall@50"] + 0.3
+    for row in (FIXED_NO_EMBED, LEARNED_NO_EMBED):
+        assert cold[row]["auc"] > 0.9 > 0.7 > cold["random"]["auc"]
+        assert cold[row]["recall@50"] > cold["random"]["recall@50"] + 0.3
+    assert reports[2].readers == 0  # nobody in this small set has 50 clicks
     text = render_markdown(reports, "digest evaluate --test", 1.0)
     assert "## Summary: recall@100" in text and "### new-readers" in text
     assert "`digest evaluate --test`" in text
@@ -184,5 +190,5 @@ def test_evaluation_without_the_embed_extra_reports_the_base_model(monkeypatch) 
 
     monkeypatch.setattr(embed, "available", lambda: False)
     (report,) = evaluate(_topical(200, 30), [1], protocols=("item-cold-start",), workers=1)
-    assert "digest (with embeddings)" not in report.metrics
-    assert report.metrics["digest (no embeddings)"]["auc"] > 0.9
+    assert FIXED_EMBED not in report.metrics and LEARNED_EMBED not in report.metrics
+    assert report.metrics[FIXED_NO_EMBED]["auc"] > 0.9

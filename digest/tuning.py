@@ -1,0 +1,379 @@
+"""Blend weights and neighbour settings learned from the team's own recent clicks.
+
+Fixed weights chosen on one data set do not carry to the next team, so `digest train`
+asks the team's own history which blend ranks best. It holds out the newest slice of
+items (whole days, as they arrived) with every click on them: that slice looks like a
+real next day, papers nobody had clicked at training time. A model fitted on
+everything older ranks the slice for the readers who clicked in it; the search keeps
+the neighbour settings, ridge strengths and blend weights under which those clicks
+rank highest (recall at the digest size plus nDCG at the same cut). The final model
+is then fitted on everything and takes the chosen settings.
+
+A team too small to split (too few clicks or readers in the newest slice) keeps the
+fixed defaults, and says so. The search itself is cheap next to fitting (blending
+precomputed score matrices); the validation fit runs in a second process beside the
+final fit (`in_background`), so on two cores it adds little to the wall time of a
+train.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from digest.features import ItemDoc, ReaderInfo
+from digest.model import Interaction, Recommender
+
+#: Share of the newest items held out (extended back to a whole day).
+HOLDOUT = 0.2
+#: Below these the held-out slice says too little to choose by: defaults are kept.
+MIN_CLICKS = 30
+MIN_READERS = 5
+MIN_ITEMS = 20
+#: Validation readers scored (a seeded sample beyond this): bounds the search's cost.
+MAX_READERS = 1000
+#: The settings tried. Neighbour counts and co-click expansion apply to every
+#: neighbour scorer; ridge strengths to the linear scorers over each item space.
+K_GRID = (25, 50, 100)
+EXPANSION_GRID = (0.1, 0.3, 1.0)
+RIDGE_GRID = (1.0, 10.0, 100.0)
+RIDGE_EMBED_GRID = (10.0, 100.0, 1000.0)
+WEIGHT_GRID = (0.0, 0.1, 0.3, 0.6, 1.0, 1.5, 2.0, 3.0, 5.0)
+#: A change must beat the current best by this share to be taken: smaller gains are
+#: within the noise of one held-out slice, and chasing them overfits it.
+MIN_GAIN = 0.001
+ROUNDS = 2
+_NEIGHBOURS = ("neighbours", "lightfm_neighbours", "char_neighbours", "embed_neighbours")
+_STATIC = ("lightfm", "tfidf", "interest", "embed")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """What the search chose, and the evidence, as stored in the model file."""
+
+    method: str  # "learned" or "default"
+    reason: str
+    weights: dict[str, float]
+    neighbours_k: int
+    expansion: float
+    ridge: float
+    ridge_embed: float
+    metric: str = ""
+    #: Validation scores: "default" and "learned", each {"recall": r, "ndcg": n}.
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    held_out: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line for `digest train`: which weights, and why."""
+        return describe(self.as_dict())
+
+
+def describe(record: dict | None) -> str:
+    """One line saying how a model's blend weights were chosen (from its stored record)."""
+    if not record:
+        return "blend weights: fixed (chosen before weight search existed, or given)"
+    if record.get("method") != "learned":
+        return f"blend weights: fixed defaults ({record.get('reason', '')})"
+    held, scores, k = record["held_out"], record["scores"], record["metric"]
+    learned, default = scores["learned"], scores["default"]
+    return (
+        f"blend weights: learned on the newest {held['items']} items "
+        f"({held['clicks']} clicks by {held['readers']} readers); validation "
+        f"{k.split(' ')[0]} {learned['recall']:.3f}, nDCG {learned['ndcg']:.3f} "
+        f"(fixed defaults: {default['recall']:.3f}, {default['ndcg']:.3f})"
+    )
+
+
+def defaults(reason: str, params: dict | None = None) -> Tuning:
+    """The fixed settings, with the reason they were kept."""
+    model = Recommender(**(params or {}))
+    return Tuning(
+        "default", reason, dict(model.weights), model.neighbours_k, model.expansion,
+        model.ridge, model.ridge_embed,
+    )  # fmt: skip
+
+
+# -- the held-out slice ------------------------------------------------------------------
+
+
+@dataclass
+class Holdout:
+    """The newest items with their clicks, and everything older to fit on."""
+
+    train_items: list[ItemDoc]
+    valid_items: list[ItemDoc]
+    train: list[Interaction]
+    truth: dict[str, set[str]]
+
+
+def recent_holdout(
+    items: Sequence[ItemDoc],
+    interactions: Sequence[Interaction],
+    days: Sequence[str] | None = None,
+    fraction: float = HOLDOUT,
+) -> Holdout | str:
+    """Split off the newest `fraction` of items (whole days), or say why it cannot.
+
+    `items` are oldest first; `days` (one per item, e.g. first-seen dates) keeps a day
+    from being split. Clicks on held-out items are the truth; other signals on them
+    (dislikes, ignored sends) are dropped, as a next day has none yet.
+    """
+    cut = len(items) - round(fraction * len(items))
+    if days is not None:
+        while 0 < cut < len(items) and days[cut - 1] == days[cut]:
+            cut -= 1
+    held = {d.id for d in items[cut:]}
+    truth: dict[str, set[str]] = {}
+    for event in interactions:
+        if event.item_id in held and event.weight > 0:
+            truth.setdefault(event.reader, set()).add(event.item_id)
+    clicks = sum(len(v) for v in truth.values())
+    if cut < MIN_ITEMS or len(held) < MIN_ITEMS:
+        return f"{len(items)} items: at least {2 * MIN_ITEMS} are needed to hold some out"
+    if clicks < MIN_CLICKS or len(truth) < MIN_READERS:
+        return (
+            f"{clicks} clicks by {len(truth)} readers on the newest {len(held)} items: "
+            f"at least {MIN_CLICKS} clicks by {MIN_READERS} readers are needed"
+        )
+    train = [e for e in interactions if e.item_id not in held]
+    return Holdout(list(items[:cut]), list(items[cut:]), train, truth)
+
+
+# -- the search --------------------------------------------------------------------------
+
+
+def tune(
+    items: Sequence[ItemDoc],
+    interactions: Sequence[Interaction],
+    readers: dict[str, ReaderInfo] | None,
+    params: dict,
+    *,
+    digest_size: int,
+    days: Sequence[str] | None = None,
+    vectors: dict[str, np.ndarray] | None = None,
+    scorers: Sequence[str] | None = None,
+) -> Tuning:
+    """Choose settings and weights on the newest slice; defaults when it is too small.
+
+    `scorers` limits the blend searched (the light install has no embedding scorers).
+    """
+    search = validation(items, interactions, readers, params, digest_size, days, vectors)
+    return defaults(search, params) if isinstance(search, str) else search.run(scorers)
+
+
+def validation(
+    items: Sequence[ItemDoc],
+    interactions: Sequence[Interaction],
+    readers: dict[str, ReaderInfo] | None,
+    params: dict,
+    digest_size: int,
+    days: Sequence[str] | None = None,
+    vectors: dict[str, np.ndarray] | None = None,
+) -> Search | str:
+    """A search over the newest slice, or the reason there cannot be one."""
+    holdout = recent_holdout(items, interactions, days)
+    if isinstance(holdout, str):
+        return holdout
+    model = Recommender(**params).fit(
+        holdout.train_items, holdout.train, readers, item_vectors=vectors
+    )
+    return Search(model, holdout, vectors, digest_size)
+
+
+class Search:
+    """Score matrices of one validation model, blended under candidate settings."""
+
+    def __init__(
+        self,
+        model: Recommender,
+        holdout: Holdout,
+        vectors: dict[str, np.ndarray] | None,
+        digest_size: int,
+    ):
+        self.model = model
+        readers = sorted(holdout.truth)
+        if len(readers) > MAX_READERS:
+            rng = np.random.RandomState(model.random_state)
+            readers = sorted(rng.choice(readers, MAX_READERS, replace=False).tolist())
+        self.readers = readers
+        self.items = holdout.valid_items
+        self.k = max(1, min(digest_size, len(self.items)))
+        column = {d.id: n for n, d in enumerate(self.items)}
+        self.truth = np.zeros((len(readers), len(self.items)), dtype=bool)
+        for row, reader in enumerate(readers):
+            self.truth[row, [column[i] for i in holdout.truth[reader]]] = True
+        self.clicks = int(self.truth.sum())
+        self.prepared = model.prepare(self.items, vectors, k=max(K_GRID))
+        self.available = set(model.raw_scores(self.readers[:1], self.prepared))
+        self.active: list[str] = []
+        self.default: dict[str, float] = {}
+        self._discounts = 1.0 / np.log2(np.arange(2, self.k + 2))
+        self._ideal = np.cumsum(self._discounts)
+
+    def run(self, scorers: Sequence[str] | None = None) -> Tuning:
+        """The best settings and weights for a blend of `scorers` (default: all the model has)."""
+        model = self.model
+        names = scorers if scorers is not None else list(model.weights)
+        # A scorer that says the same of every pair (no reader here has interests, say)
+        # cannot help, and searching its weight would only distort the rescaling.
+        static = self._part(("static",), _STATIC)
+        silent = {n for n, values in static.items() if not values.any()}
+        self.active = [n for n in names if n in self.available and n not in silent]
+        self.default = {n: model.weights.get(n, 0.0) for n in self.active}
+        setting = (model.neighbours_k, model.expansion, model.ridge, model.ridge_embed)
+        start = self.objective(self._raw(*setting), self.default)
+        best, weights = self._settings(setting, start)
+        raw = self._raw(*best)
+        weights, _score = self._weights(raw, weights)
+        weights = self._rescaled(weights)
+        learned = self.metrics(raw, weights)
+        default = self.metrics(self._raw(*setting), self.default)
+        return Tuning(
+            "learned", "", self._full(names, weights),
+            best[0], best[1], best[2], best[3],
+            metric=f"recall@{self.k} + nDCG@{self.k}",
+            scores={"learned": learned, "default": default},
+            held_out={"items": len(self.items), "clicks": self.clicks,
+                      "readers": len(self.readers)},
+        )  # fmt: skip
+
+    # -- settings, then weights --
+
+    def _settings(
+        self, setting: tuple[int, float, float, float], start: float
+    ) -> tuple[tuple[int, float, float, float], dict[str, float]]:
+        """Neighbour count, then expansion, then each ridge, under default weights."""
+        best, best_score = setting, start
+        for k in K_GRID:
+            candidate = (k, best[1], best[2], best[3])
+            score = self.objective(self._raw(*candidate), self.default)
+            if score > best_score * (1 + MIN_GAIN):
+                best, best_score = candidate, score
+        for expansion in EXPANSION_GRID:
+            candidate = (best[0], expansion, best[2], best[3])
+            score = self.objective(self._raw(*candidate), self.default)
+            if score > best_score * (1 + MIN_GAIN):
+                best, best_score = candidate, score
+        for ridge in RIDGE_GRID:
+            candidate = (best[0], best[1], ridge, best[3])
+            score = self.objective(self._raw(*candidate), self.default)
+            if score > best_score * (1 + MIN_GAIN):
+                best, best_score = candidate, score
+        if "embed_linear" in self.active:
+            for ridge in RIDGE_EMBED_GRID:
+                candidate = (best[0], best[1], best[2], ridge)
+                score = self.objective(self._raw(*candidate), self.default)
+                if score > best_score * (1 + MIN_GAIN):
+                    best, best_score = candidate, score
+        return best, dict(self.default)
+
+    def _weights(
+        self, raw: dict[str, np.ndarray], weights: dict[str, float]
+    ) -> tuple[dict[str, float], float]:
+        """Coordinate ascent: each scorer's weight over the grid, the rest held."""
+        best = self.objective(raw, weights)
+        for _ in range(ROUNDS):
+            changed = False
+            for name in self.active:
+                for value in WEIGHT_GRID:
+                    if value == weights[name]:
+                        continue
+                    trial = {**weights, name: value}
+                    if not any(trial.values()):
+                        continue
+                    score = self.objective(raw, trial)
+                    if score > best * (1 + MIN_GAIN):
+                        weights, best, changed = trial, score, True
+            if not changed:
+                break
+        return weights, best
+
+    def _full(self, names: Sequence[str], learned: dict[str, float]) -> dict[str, float]:
+        """Every scorer's weight: learned ones, defaults for silent ones, 0 outside `names`."""
+        return {
+            name: learned.get(name, weight) if name in names else 0.0
+            for name, weight in self.model.weights.items()
+        }
+
+    def _rescaled(self, weights: dict[str, float]) -> dict[str, float]:
+        """Same ranking, on the defaults' scale: a `--min-score` keeps its meaning."""
+        total, reference = sum(weights.values()), sum(self.default.values())
+        if total <= 0 or reference <= 0:
+            return weights
+        return {n: round(w * reference / total, 4) for n, w in weights.items()}
+
+    # -- scoring --
+
+    def _raw(self, k: int, expansion: float, ridge: float, ridge_embed: float) -> dict:
+        """Standardised scores under one setting; each part is computed once and reused.
+
+        Neighbour scorers depend on (k, expansion), each linear scorer on its ridge, the
+        rest on nothing searched.
+        """
+        parts = (
+            self._part(("static",), _STATIC),
+            self._part(("neighbours", k, expansion), _NEIGHBOURS, k=k, expansion=expansion),
+            self._part(("lightfm_linear", ridge), ("lightfm_linear",), ridge=ridge),
+            self._part(("embed_linear", ridge_embed), ("embed_linear",), ridge_embed=ridge_embed),
+        )
+        return {name: values for part in parts for name, values in part.items()}
+
+    def _part(self, key: tuple, names: tuple[str, ...], **setting) -> dict[str, np.ndarray]:
+        cache = self.__dict__.setdefault("_cache", {})
+        if key not in cache:
+            wanted = frozenset(n for n in names if n in self.available)
+            raw = (
+                self.model.raw_scores(self.readers, self.prepared, only=wanted, **setting)
+                if wanted
+                else {}
+            )
+            cache[key] = {n: _standardised(v) for n, v in raw.items()}
+        return cache[key]
+
+    def objective(self, raw: dict[str, np.ndarray], weights: dict[str, float]) -> float:
+        metrics = self.metrics(raw, weights)
+        return metrics["recall"] + metrics["ndcg"]
+
+    def metrics(self, raw: dict[str, np.ndarray], weights: dict[str, float]) -> dict:
+        """Mean recall and nDCG at the digest size over the validation readers."""
+        blended = np.zeros(self.truth.shape, dtype=np.float32)
+        for name, weight in weights.items():
+            if weight and name in raw:
+                blended += weight * raw[name]
+        k = self.k
+        top = np.argpartition(-blended, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(blended, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        hits = np.take_along_axis(self.truth, top, axis=1)
+        relevant = self.truth.sum(axis=1)
+        recall = hits.sum(axis=1) / relevant
+        ideal = self._ideal[np.minimum(relevant, k) - 1]
+        ndcg = (hits * self._discounts).sum(axis=1) / ideal
+        return {"recall": float(recall.mean()), "ndcg": float(ndcg.mean())}
+
+
+def _standardised(values: np.ndarray) -> np.ndarray:
+    std = float(values.std())
+    return (values - values.mean()) / (std if std > 1e-9 else 1.0)
+
+
+# -- running beside the final fit ----------------------------------------------------------
+
+
+def in_background(**kwargs) -> Future:
+    """Start `tune(**kwargs)` in a second process; the caller fits the final model meanwhile.
+
+    Spawned rather than forked: the caller may already run torch's or OpenMP's threads.
+    """
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+    future = pool.submit(tune, **kwargs)
+    pool.shutdown(wait=False)
+    return future

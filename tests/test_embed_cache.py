@@ -1,0 +1,129 @@
+"""Each item is embedded once in its life: stored by model, recipe and the text it read.
+
+These tests use the real sentence model (`make test` installs the embed extra) and
+count the texts that reach it, by wrapping `embed.encode`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from digest import embed
+from digest.cli import cli
+from digest.features import ItemDoc, doc_of
+from digest.ingest import ingest
+from digest.store import Store
+from digest.training import item_vectors
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture
+def encoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every text the sentence model is asked to encode, in order."""
+    seen: list[str] = []
+    real = embed.encode
+
+    def counting(texts: list[str], **kwargs) -> np.ndarray:
+        seen.extend(texts)
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(embed, "encode", counting)
+    return seen
+
+
+ROWS = [
+    {"id": "a", "title": "Sparse mixture of experts routing", "abstract": "Route tokens."},
+    {"id": "b", "title": "Quantization of large language models", "abstract": "Four bits."},
+    {"id": "c", "title": "Robot grasping with tactile sensing"},
+]
+
+
+def stored(tmp_path: Path) -> tuple[Store, list[ItemDoc]]:
+    """A real database holding ROWS (ingested as a JSON list), and what the model reads."""
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    store = Store.open(str(tmp_path / "d.db"))
+    ingest(store, [str(path)])
+    return store, [doc_of(item) for item in store.stored_items()]
+
+
+def test_a_second_call_encodes_nothing_and_returns_the_same_vectors(
+    tmp_path: Path, encoded: list[str]
+) -> None:
+    store, docs = stored(tmp_path)
+    first = item_vectors(store, docs)
+    assert sorted(encoded) == sorted(r["title"] for r in ROWS)  # the default reads titles
+    again = item_vectors(store, docs)
+    assert len(encoded) == 3
+    for doc in docs:
+        assert np.array_equal(first[doc.id], again[doc.id])
+        assert first[doc.id].shape == (embed.DIMENSIONS,)
+
+
+def test_a_vector_counts_only_for_the_text_it_was_made_from(
+    tmp_path: Path, encoded: list[str]
+) -> None:
+    store, docs = stored(tmp_path)
+    recipe = "title+abstract:128"
+    item_vectors(store, docs, recipe=recipe)
+    assert len(encoded) == 3
+    bare = next(d for d in docs if not d.abstract)
+    enriched = [d if d is not bare else replace(d, abstract="Now with an abstract.") for d in docs]
+    item_vectors(store, enriched, recipe=recipe)
+    assert encoded[3:] == [f"{bare.title}. Now with an abstract."]
+    # The title recipe never read the abstract: a new abstract changes nothing for it.
+    item_vectors(store, docs)
+    item_vectors(store, enriched)
+    assert len(encoded) == 4 + 3
+
+
+def test_vectors_stored_before_texts_were_hashed_are_made_again_once(
+    tmp_path: Path, encoded: list[str]
+) -> None:
+    store, docs = stored(tmp_path)
+    item_vectors(store, docs)
+    with store.transaction():
+        store.conn.execute("UPDATE embeddings SET text_hash = NULL")
+    item_vectors(store, docs)
+    item_vectors(store, docs)
+    assert len(encoded) == 6
+
+
+def test_rank_stores_the_vectors_of_candidates_newer_than_the_model(
+    tmp_path: Path, encoded: list[str]
+) -> None:
+    """`digest rank` on a day the model has not seen encodes those items once, ever."""
+    db, model = str(tmp_path / "d.db"), str(tmp_path / "d.model")
+    runner = CliRunner()
+    seeds = sorted((FIXTURES / "seeds").glob("*.txt"))
+    profiles = str(FIXTURES.parent.parent / "profiles")
+
+    def digest(*args: str) -> str:
+        done = runner.invoke(cli, ["--db", db, *args])
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    digest("ingest", str(seeds[0]))
+    digest("feedback", "add", "ada", digest_first_item(db), "click")
+    digest("train", "--model", model, "--embeddings", "on", "--profiles", profiles)
+    known = {i.id for i in Store.open(db, create=False).stored_items()}
+    assert {i.title for i in Store.open(db, create=False).stored_items()} <= set(encoded)
+    trained = len(encoded)
+    digest("ingest", str(seeds[1]))
+    fresh = [i for i in Store.open(db, create=False).stored_items() if i.id not in known]
+    digest("rank", "--all", "--model", model, "--profiles", profiles)
+    assert sorted(encoded[trained:]) == sorted(i.title for i in fresh)
+    digest("rank", "--all", "--model", model, "--profiles", profiles)
+    digest("train", "--update", "--model", model, "--profiles", profiles)
+    assert len(encoded) - trained == len(fresh), "a second rank or an update encodes nothing"
+
+
+def digest_first_item(db: str) -> str:
+    return Store.open(db, create=False).stored_items()[0].id
