@@ -122,13 +122,18 @@ def recent_holdout(
     """Split off the newest `fraction` of items (whole days), or say why it cannot.
 
     `items` are oldest first; `days` (one per item, e.g. first-seen dates) keeps a day
-    from being split. Clicks on held-out items are the truth; other signals on them
+    from being split, unless that day holds most of the items. Clicks on held-out items are the truth; other signals on them
     (dislikes, ignored sends) are dropped, as a next day has none yet.
     """
     cut = len(items) - round(fraction * len(items))
     if days is not None:
-        while 0 < cut < len(items) and days[cut - 1] == days[cut]:
-            cut -= 1
+        whole_day = cut
+        while 0 < whole_day < len(items) and days[whole_day - 1] == days[whole_day]:
+            whole_day -= 1
+        # A day holding most of the history (one big import, say) cannot be held out
+        # whole: then the arrival order alone marks the newest items.
+        if whole_day >= len(items) // 2:
+            cut = whole_day
     held = {d.id for d in items[cut:]}
     truth: dict[str, set[str]] = {}
     for event in interactions:

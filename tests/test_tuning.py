@@ -212,3 +212,12 @@ def test_model_show_without_a_model_is_one_error_line(tmp_path: Path) -> None:
     assert shown.output.strip().splitlines() == [
         f"error: {tmp_path / 'none.model'}: no model file; run 'digest train' first"
     ]
+
+
+def test_one_big_day_is_split_by_arrival_order() -> None:
+    """A history imported in one go has one first-seen day: its newest items still count."""
+    items, events, _days = team()
+    held = tuning.recent_holdout(items, events, ["2026-03-11"] * len(items))
+    assert isinstance(held, tuning.Holdout)
+    assert len(held.valid_items) == round(tuning.HOLDOUT * len(items))
+    assert held.valid_items == items[-len(held.valid_items) :]
