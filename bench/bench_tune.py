@@ -1,0 +1,90 @@
+"""What the weight search adds to a full `digest train`, on citeulike-a sized data.
+
+citeulike-a (16,980 papers, 5,551 readers, 204,986 saves) is imported as a team
+would import it (items as a JSON list, saves as a feedback file), then trained from
+scratch with the search (`tune=True`, the default) and without it, each with
+sentence embeddings off and on. With embeddings, a first train stores every item's
+vector, so both timed trains reuse them and the comparison is of the training alone.
+Target: the search adds at most 50% to a full train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, peak_rss_mb, write_section
+
+from digest import embed
+from digest.evaluate import read_citeulike, write_dataset
+from digest.feedback import import_feedback
+from digest.ingest import ingest
+from digest.profiles import ProfileSet
+from digest.store import Store
+from digest.training import train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(action) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--citeulike", type=Path, default=ROOT.parent / "shared" / "datasets" / "citeulike-a"
+    )
+    parser.add_argument("--write", help="markdown file to record the result in")
+    args = parser.parse_args()
+    data = read_citeulike(args.citeulike)
+    modes = ["off", "on"] if embed.available() else ["off"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        items, pairs = write_dataset(data, root / "data")
+        with Store.open(root / "digest.db") as store:
+            ingest(store, [str(items)])
+            import_feedback(store, str(pairs))
+            for mode in modes:
+                if mode == "on":
+                    train(store, ProfileSet(), None, embeddings="on", tune=False)  # store vectors
+                plain, _ = timed(
+                    lambda m=mode: train(store, ProfileSet(), None, embeddings=m, tune=False)
+                )
+                tuned, model = timed(
+                    lambda m=mode: train(store, ProfileSet(), None, embeddings=m, tune=True)
+                )
+                rows.append((mode, plain, tuned, model.tuning))
+                print(mode, f"{plain:.1f}", f"{tuned:.1f}", model.tuning.get("method"), flush=True)
+    lines = [
+        "- Command: `make bench` (`python bench/bench_tune.py`)",
+        f"- Machine: {machine()}",
+        f"- Data: citeulike-a imported as a team would ({len(data.items):,} papers, "
+        f"{len({u for u, _ in data.pairs}):,} readers, {len(data.pairs):,} saves); "
+        "a full `train` from the store",
+        "",
+        "| embeddings | train, fixed weights | train with the search | added | weights |",
+        "|---|---|---|---|---|",
+    ]
+    for mode, plain, tuned, record in rows:
+        added = (tuned - plain) / plain
+        lines.append(
+            f"| {mode} | {plain:.1f} s | {tuned:.1f} s | **{added:+.0%}** (target <= +50%) | "
+            f"{record.get('method')} |"
+        )
+    lines.append(f"\n- Peak RSS (this process): {peak_rss_mb():.0f} MB")
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        write_section(args.write, "Weight search cost", text)
+
+
+if __name__ == "__main__":
+    main()
