@@ -192,6 +192,7 @@ class Recommender:
             items, interactions, epochs=self.epochs, item_vectors=item_vectors, tfidf=tfidf
         )
         self._calibrate()
+        self.calibrated_on = _positives(interactions)
         self._fitted = True
         return self
 
@@ -207,7 +208,10 @@ class Recommender:
         """The daily update: a few more epochs with new items, readers and events.
 
         The text vocabulary and the score scale stay fixed (retrain with `fit` to
-        refresh them), so scores stay comparable with earlier days.
+        refresh them), so scores stay comparable with earlier days. One exception: a
+        scale measured before any click existed describes untrained scorers (LightFM's
+        scores start near zero and grow by orders of magnitude once it learns), so it
+        is measured again the first time there are clicks.
         """
         self._check_fitted()
         self.readers_info.update(readers or {})
@@ -221,6 +225,9 @@ class Recommender:
         self._update(
             all_items, interactions, epochs=epochs, item_vectors=item_vectors, partial=True
         )
+        if self.calibrated_on == 0 and _positives(interactions):
+            self._calibrate()
+            self.calibrated_on = _positives(interactions)
         return self
 
     def _all_docs(self, items: list[ItemDoc]) -> list[ItemDoc]:
@@ -728,6 +735,7 @@ class Recommender:
             "ridge": self.ridge,
             "ridge_embed": self.ridge_embed,
             "tuning": self.tuning,
+            "calibrated_on": self.calibrated_on,
             "params": self.get_params(),
         }
 
@@ -848,6 +856,7 @@ class Recommender:
         )
         self.history = _history_rows(self.history_matrix)
         self.tuning = _tuning(path, header.get("tuning"))
+        self.calibrated_on = modelfile.field(path, header, "calibrated_on", int)
         self.char_vectorizer = _char_vectorizer(path, header, arrays)
         n_char = len(self.char_vectorizer.vocabulary_) if self.char_vectorizer else 0
         self.item_char = _sparse_shaped(path, arrays, "item_char", (n_items, n_char))
@@ -1085,3 +1094,8 @@ def _keep(neighbours: sp.csr_matrix, k: int) -> sp.csr_matrix:
     if len(counts) == 0 or counts.max() <= k:
         return neighbours
     return nn.top_per_row(neighbours, k)
+
+
+def _positives(interactions: list[Interaction]) -> int:
+    """Signals of interest (clicks, likes, tags) among the interactions."""
+    return sum(1 for event in interactions if event.weight > 0)

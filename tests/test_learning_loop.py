@@ -7,10 +7,7 @@ the same day-1 workspace, the same day-2 papers, the same seed, and no feedback.
 
 Fixtures (tests/fixtures/serve/learning): two topics told apart by their URLs
 (`/graphs/...`, `/robots/...`); the reader `ada` is interested in neither. Day 0
-gives two other readers a few clicks, as an imported history would: a first train
-with no feedback at all calibrates the LightFM score scale on an untrained model,
-and the next day's scores then come out hundreds of times too large (a bug in
-`digest.model`, reported, not worked around here beyond this realistic start).
+gives two other readers a few clicks, as an imported history would.
 """
 
 from __future__ import annotations

@@ -256,3 +256,23 @@ def test_cli_train_update_after_new_feedback(tmp_path: Path) -> None:
     after = Recommender.load(tmp_path / "m.model")
     assert after.reader_history("zoe") == {item: 2.0}  # a like weighs double
     assert after.vectorizer.vocabulary_ == before.vectorizer.vocabulary_
+
+
+def test_a_scale_measured_before_any_click_is_measured_again_once_clicks_exist() -> None:
+    """An untrained LightFM scores near zero; its frozen scale must not outlive that."""
+    from digest.features import ReaderInfo
+
+    docs = _docs()
+    readers = {r: ReaderInfo(r) for r in ("u1", "u2", "u3")}
+    model = Recommender(epochs=5, embeddings="off").fit(docs[:40], [], readers)
+    assert model.calibrated_on == 0
+    model.fit_partial(docs[:40], _interactions(), readers, epochs=5)
+    assert model.calibrated_on == sum(1 for e in _interactions() if e.weight > 0)
+    fresh = Recommender(epochs=10, embeddings="off").fit(docs[:40], _interactions(), readers)
+    updated = model.score(["u1", "u2"], docs[40:48]).blended
+    reference = fresh.score(["u1", "u2"], docs[40:48]).blended
+    # On the same scale as a model fitted with the clicks: not orders of magnitude apart.
+    assert np.abs(updated).max() < 10 * np.abs(reference).max()
+    scale = dict(model.scale)
+    model.fit_partial(docs[:48], _interactions(), readers, epochs=1)
+    assert model.scale == scale, "once measured with clicks, the scale stays fixed"
