@@ -49,6 +49,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _clean(result, *, may_pass: bool = False) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
     assert "Traceback" not in result.output
+    assert "allow_pickle" not in result.output  # never advise loading a bad file unsafely
     if result.exit_code == 0:
         assert may_pass, result.output
         return
