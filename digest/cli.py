@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import sqlite3
 import sys
 import time
@@ -29,6 +28,7 @@ from digest.feedback import add_feedback, import_feedback
 from digest.ingest import FileOutcome, ingest
 from digest.model import Recommender
 from digest.parsers import FORMATS
+from digest.paths import atomic_write, check_output_dir, check_output_file
 from digest.profiles import ProfileSet, load_profiles, teams_of, valid_handle
 from digest.settings import Settings, example_config, load_settings
 from digest.store import Store
@@ -48,6 +48,12 @@ class DigestGroup(click.Group):
             # Another process held the database longer than the busy timeout, or the
             # disk is full: say so in one line instead of a traceback.
             click.echo(f"error: database: {_one_line(exc)} (try again shortly)", err=True)
+            ctx.exit(1)
+        except OSError as exc:
+            # A file the library failed to name in a DigestError (a full disk mid-write):
+            # still one line naming the file, never a traceback.
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or _one_line(exc)}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -408,10 +414,11 @@ def train_cmd(
         ctx, **{"store.model": model_path, "readers.profiles": profiles_dir,
                 "model.epochs": epochs, "model.seed": seed, "model.embeddings": embeddings},
     )  # fmt: skip
+    path = settings.store.model
+    check_output_file(path)  # before training, not after it
     store = open_store(ctx, settings)
     profiles = _profiles(settings)
     sync_readers(store, profiles)
-    path = settings.store.model
     model = train(
         store, profiles, path, update=update, epochs=settings.model.epochs,
         random_state=settings.model.seed, embeddings=settings.model.embeddings,
@@ -536,6 +543,8 @@ def preview_cmd(
     ctx: click.Context, user: str, day: date | None, out: str | None, overrides: dict[str, Any]
 ) -> None:
     """Write one reader's email (HTML and text) to files and print the paths; send nothing."""
+    if out is not None:
+        check_output_file(out)
     paths = daily.preview(settings_for(ctx, **overrides), user, day=day, out=out)
     for path in paths:
         click.echo(str(path))
@@ -546,7 +555,7 @@ def preview_cmd(
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init_cmd(path: str, force: bool) -> None:
     """Write a commented example config (every key at its default) to PATH."""
-    target = Path(path)
+    target = check_output_file(path)
     if target.exists() and not force:
         raise DigestError(f"{path} already exists (use --force to overwrite)")
     atomic_write(path, example_config())
@@ -690,6 +699,8 @@ def evaluate_cmd(
     Baselines (random, text-predicted popularity, TF-IDF centroid, per-reader SVM,
     LightFM alone) run on the same split.
     """
+    if write_path is not None:
+        check_output_file(write_path)  # before the evaluation, which takes minutes
     if citeulike:
         data = read_citeulike(citeulike)
     elif items_path and interactions:
@@ -721,20 +732,9 @@ def evaluate_cmd(
 @click.option("--out", required=True, help="Folder for items.jsonl and interactions.csv.")
 def dataset_cmd(folder: str, out: str) -> None:
     """Convert citeulike-a into the generic import formats (items JSONL, interactions CSV)."""
+    check_output_dir(out)
     items_path, pairs_path = write_dataset(read_citeulike(folder), out)
     click.echo(f"wrote {items_path} and {pairs_path}")
-
-
-def atomic_write(path: str, text: str) -> None:
-    """Write a generated file all at once: readers never see half of it."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DigestError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def main() -> None:

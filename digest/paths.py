@@ -68,6 +68,7 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.chmod(tmp, _mode_for(target))
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
@@ -85,6 +86,20 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Write a generated file all at once (text as UTF-8): readers never see half of it."""
     with atomic_file(path) as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def _mode_for(target: Path) -> int:
+    """The replaced file's permissions, or those `open` gives a new file.
+
+    `mkstemp` makes owner-only files; a generated config or report should not change
+    permissions just because it was written atomically.
+    """
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _usable(path: str | os.PathLike[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -110,3 +111,61 @@ def test_an_empty_db_option_is_refused(runner: CliRunner, tmp_path: Path, monkey
     assert result.exit_code == 1
     assert result.stderr == "error: '': not a usable database path (an unset variable?)\n"
     assert sorted(tmp_path.iterdir()) == []
+
+
+CITEULIKE = str(FIXTURES / "citeulike")
+#: Every command option or argument naming a file digest writes, with {} for the path.
+FILE_TARGETS = [
+    ["train", "--embeddings", "off", "--model", "{}"],
+    ["preview", "--user", "ada", "--out", "{}"],
+    ["init", "{}"],
+    ["init", "--force", "{}"],
+    ["evaluate", "--citeulike", CITEULIKE, "--write", "{}"],
+]
+#: `fifo` stands for any file that is not a regular one (never /dev/null: a regression
+#: would replace the real one when the tests run as root).
+BAD_FILES = ["/", "dir", "db/x.out", "/proc/x.out", "", "fifo"]
+BAD_FOLDERS = ["db", "db/x", "/proc/x", ""]
+
+
+def _fail_if_called(*args, **kwargs):
+    raise AssertionError("the long work started before the output path was checked")
+
+
+@pytest.fixture
+def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder with a database `db` (a file), a folder `dir` and a named pipe."""
+    monkeypatch.chdir(tmp_path)
+    # Where the CLI imports them from, and its own names for them if it has any.
+    for name in ("training.train", "evaluate.evaluate", "evaluate.read_citeulike",
+                 "daily.preview", "cli.train", "cli.evaluate", "cli.read_citeulike"):  # fmt: skip
+        monkeypatch.setattr(f"digest.{name}", _fail_if_called, raising=False)
+    assert CliRunner().invoke(cli, ["--db", "db", "ingest", str(GOOD)]).exit_code == 0
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    return tmp_path
+
+
+def _refused(place: Path, args: list[str], target: str) -> None:
+    before = sorted(p.name for p in place.iterdir())
+    result = CliRunner().invoke(cli, ["--db", "db", *args], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    shown = target if target else repr(target)
+    assert result.stderr.startswith(f"error: {shown}: ") and len(result.stderr.splitlines()) == 1
+    assert sorted(p.name for p in place.iterdir()) == before  # nothing half-written
+
+
+@pytest.mark.parametrize("target", BAD_FILES)
+@pytest.mark.parametrize(
+    "command", FILE_TARGETS, ids=["train", "preview", "init", "init --force", "evaluate"]
+)
+def test_every_output_file_is_checked_before_any_work(
+    place: Path, command: list[str], target: str
+) -> None:
+    _refused(place, [a.replace("{}", target) for a in command], target)
+
+
+@pytest.mark.parametrize("target", BAD_FOLDERS)
+def test_every_output_folder_is_checked_before_any_work(place: Path, target: str) -> None:
+    _refused(place, ["dataset", CITEULIKE, "--out", target], target)

@@ -13,10 +13,11 @@ from digest.errors import OutputError
 
 @pytest.fixture
 def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working folder holding a file `db` and a folder `dir`."""
+    """A working folder holding a file `db`, a folder `dir` and a named pipe `fifo`."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "db").write_bytes(b"SQLite format 3\0")
     (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
     return tmp_path
 
 
@@ -33,7 +34,7 @@ BAD_FILES = [
     ("db/deeper/x.model", "db is a file, not a folder"),
     ("/proc/x.model", "cannot write in /proc"),
     ("/proc/nowhere/x.model", "cannot write in /proc"),
-    ("/dev/null", "not a regular file"),
+    ("fifo", "not a regular file"),  # not /dev/null: a regression would replace it
 ]
 
 
@@ -46,7 +47,7 @@ def test_a_file_that_cannot_be_written_is_one_clear_error(
     assert "\n" not in str(caught.value)
     with pytest.raises(OutputError):
         paths.atomic_write(path, "text")
-    assert sorted(p.name for p in place.iterdir()) == ["db", "dir"]  # nothing left behind
+    assert sorted(p.name for p in place.iterdir()) == ["db", "dir", "fifo"]  # nothing left behind
 
 
 @pytest.mark.parametrize("path", ["new.model", "dir/new.model", "new/deeper/x.model", "db"])
@@ -89,17 +90,26 @@ def test_a_read_only_folder(place: Path) -> None:
         (place / "dir").chmod(0o700)
 
 
+def test_permissions_are_those_of_an_ordinary_write(place: Path) -> None:
+    Path("plain.txt").write_text("x")
+    paths.atomic_write("atomic.txt", "x")
+    assert Path("atomic.txt").stat().st_mode == Path("plain.txt").stat().st_mode
+    Path("atomic.txt").chmod(0o600)
+    paths.atomic_write("atomic.txt", "y")
+    assert Path("atomic.txt").stat().st_mode & 0o777 == 0o600  # a replaced file keeps its own
+
+
 def test_a_failed_write_keeps_the_old_file(place: Path) -> None:
     paths.atomic_write("out.txt", "old")
     with pytest.raises(RuntimeError), paths.atomic_file("out.txt") as handle:
         handle.write(b"half")
         raise RuntimeError("crash mid-write")
     assert Path("out.txt").read_text() == "old"
-    assert sorted(p.name for p in place.iterdir()) == ["db", "dir", "out.txt"]
+    assert sorted(p.name for p in place.iterdir()) == ["db", "dir", "fifo", "out.txt"]
 
 
 def test_an_os_error_while_writing_names_the_path(place: Path) -> None:
     full = r"^out\.txt: cannot write \(No space left on device\)"
     with pytest.raises(OutputError, match=full), paths.atomic_file("out.txt"):
         raise OSError(28, "No space left on device")
-    assert sorted(p.name for p in place.iterdir()) == ["db", "dir"]
+    assert sorted(p.name for p in place.iterdir()) == ["db", "dir", "fifo"]
