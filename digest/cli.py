@@ -31,7 +31,7 @@ from digest.parsers import FORMATS
 from digest.paths import atomic_write, check_output_dir, check_output_file
 from digest.profiles import ProfileSet, load_profiles, teams_of, valid_handle
 from digest.settings import Settings, example_config, load_settings
-from digest.store import Store
+from digest.store import MAX_INTEGER, Store
 from digest.training import sync_readers, train
 
 
@@ -65,17 +65,25 @@ def _one_line(exc: BaseException) -> str:
 
 
 class DayType(click.ParamType):
-    """A click parameter type for YYYY-MM-DD dates."""
+    """A click parameter type for YYYY-MM-DD dates, from 1900 to 9998.
+
+    Days are counted back (feed windows) and forward from a date; at year 1 or 9999
+    that arithmetic overflows, and no paper is dated there.
+    """
 
     name = "YYYY-MM-DD"
+    first, last = date(1900, 1, 1), date(9998, 12, 31)
 
     def convert(self, value: Any, param: Any, ctx: Any) -> date:
         if isinstance(value, date):
             return value
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
             self.fail(f"{value!r} is not a date (YYYY-MM-DD)", param, ctx)
+        if not self.first <= day <= self.last:
+            self.fail(f"{value} is not between {self.first} and {self.last}", param, ctx)
+        return day
 
 
 DAY = DayType()
@@ -219,7 +227,7 @@ def _outcome_line(outcome: FileOutcome) -> str:
 @cli.command("items")
 @click.option("--new-on", type=DAY, help="Only items first seen on this day.")
 @click.option("--search", help="Full-text search in titles and abstracts.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many items.")
+@click.option("--limit", type=click.IntRange(1, MAX_INTEGER), help="At most this many items.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @_common
 @click.pass_context
@@ -393,7 +401,7 @@ MODEL_OPTION = click.option(
 @PROFILES_OPTION
 @click.option("--update", is_flag=True, help="Incremental update of the saved model.")
 @click.option("--epochs", type=click.IntRange(1, 500), help="LightFM epochs (model.epochs).")
-@click.option("--seed", type=int, help="Random state (model.seed).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Random state (model.seed).")
 @click.option(
     "--embeddings", type=click.Choice(["auto", "on", "off"]),
     help="Use sentence embeddings (model.embeddings; 'on' needs the 'embed' extra).",

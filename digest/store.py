@@ -26,6 +26,8 @@ from digest.errors import ForeignDatabase, NoDatabase, StorageError
 from digest.records import Explanation, Pick, ReaderDigest, StoredItem
 
 DEFAULT_DB = "digest.db"
+#: SQLite's largest integer: a bound parameter above it fails with "datatype mismatch".
+MAX_INTEGER = 2**63 - 1
 
 
 def now_iso() -> str:
@@ -1062,7 +1064,8 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY items.first_seen, items.rowid"
         if limit:
-            sql += f" LIMIT {int(limit)}"
+            sql += " LIMIT ?"
+            params.append(min(int(limit), MAX_INTEGER))
         return [_decode_item(row) for row in self.db.query(sql, params)]
 
     def duplicates_of(self, item_id: str) -> list[dict[str, Any]]:

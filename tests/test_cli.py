@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, ROOT, SEEDS
 
-from digest.cli import cli
+from digest.cli import DayType, cli
+from digest.store import Store
 
 
 def _run(runner: CliRunner, db: Path, *args: str):
@@ -110,6 +111,65 @@ def test_every_option_has_help_text(name: str, command: click.Command) -> None:
         if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()
     ]
     assert not bare, f"digest {name}: options without help: {bare}"
+
+
+#: Arguments that let each command get as far as checking its options.
+_REQUIRED = {
+    "ingest": ["x.txt"], "preview": ["--user", "ada"], "feedback import": ["f.csv"],
+    "feedback add": ["ada", "x", "click"], "profiles show": ["ada"], "dataset": ["d", "--out", "o"],
+    "readers unsubscribe": ["ada"], "readers subscribe": ["ada"],
+    "readers rotate-feed-token": ["ada"], "rank": ["--all"],
+}  # fmt: skip
+
+
+def _options(kind: type) -> list[tuple[str, str]]:
+    return [
+        (name, param.opts[0])
+        for name, command in _commands(cli)
+        for param in command.params
+        if isinstance(param, click.Option) and isinstance(param.type, kind)
+    ]
+
+
+@pytest.mark.parametrize("name,option", _options(click.types.IntParamType))
+def test_every_integer_option_is_bounded_on_both_sides(name: str, option: str) -> None:
+    """A number typed by a user never reaches SQLite or C code unbounded."""
+    command = dict(_commands(cli))[name]
+    param = next(p for p in command.params if p.opts[0] == option)
+    assert isinstance(param.type, click.IntRange), f"digest {name} {option} has no range"
+    assert param.type.min is not None and param.type.max is not None
+
+
+@pytest.mark.parametrize("value", [str(2**63), str(10**30), str(-(2**63) - 1), "1e3", "0x10"])
+@pytest.mark.parametrize("name,option", _options(click.types.IntParamType))
+def test_a_huge_integer_option_is_a_usage_error(
+    runner: CliRunner, tmp_path: Path, name: str, option: str, value: str
+) -> None:
+    args = [*name.split(), *_REQUIRED.get(name, []), option, value]
+    result = runner.invoke(cli, ["--db", str(tmp_path / "d.db"), *args])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.stderr, result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "d.db").exists()
+
+
+@pytest.mark.parametrize("value", ["0001-01-01", "1899-12-31", "9999-12-31"])
+@pytest.mark.parametrize("name,option", _options(DayType))
+def test_a_date_at_the_end_of_the_calendar_is_a_usage_error(
+    runner: CliRunner, tmp_path: Path, name: str, option: str, value: str
+) -> None:
+    """Day arithmetic (feed windows, a day's neighbours) overflows at year 1 and 9999."""
+    args = [*name.split(), *_REQUIRED.get(name, []), option, value]
+    result = runner.invoke(cli, ["--db", str(tmp_path / "d.db"), *args])
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.stderr
+
+
+def test_the_largest_limit_lists_everything(runner: CliRunner, db_path: Path) -> None:
+    _run(runner, db_path, "ingest", str(FIXTURES / "dumps" / "crlf.txt"))
+    listed = _run(runner, db_path, "items", "--limit", str(2**63 - 1))
+    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2
+    with Store.open(db_path) as store:
+        assert len(store.items(limit=10**30)) == 2  # the library clamps as well
 
 
 def test_an_option_after_the_command_is_accepted(runner: CliRunner, tmp_path: Path) -> None:
