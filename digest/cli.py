@@ -36,7 +36,29 @@ from digest.training import sync_readers, train
 
 
 class DigestGroup(click.Group):
-    """Turns library errors into a clean one-line message and a non-zero exit."""
+    """Turns library errors into a clean one-line message and a non-zero exit.
+
+    Its sub-groups (`feedback`, `profiles`, `readers`) are DigestGroups too, so an
+    option given before the command it belongs to gets a hint naming that command.
+    """
+
+    group_class = type  # groups made with `@group.group()` are of this class
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            owners = _commands_with_option(self, exc.option_name, ctx.command_path)
+            words = {f"{ctx.command_path} {a}" for a in args if a in self.commands}
+            owners.sort(key=lambda owner: not any(owner.startswith(w) for w in words))
+            if owners:
+                exc.message = (
+                    f"No such option: {exc.option_name} here. It is an option of "
+                    f"{', '.join(repr(o) for o in owners[:3])}: give it after the command "
+                    f"name ('{owners[0]} {exc.option_name} ...')."
+                )
+                exc.possibilities = []
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -58,6 +80,17 @@ class DigestGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+
+
+def _commands_with_option(group: click.Group, option: str, path: str) -> list[str]:
+    """The commands under `group` (as `digest feedback add`) that take `option`."""
+    found = []
+    for name, command in group.commands.items():
+        if any(option in p.opts for p in command.params if isinstance(p, click.Option)):
+            found.append(f"{path} {name}")
+        if isinstance(command, click.Group):
+            found.extend(_commands_with_option(command, option, f"{path} {name}"))
+    return found
 
 
 def _one_line(exc: BaseException) -> str:
@@ -90,7 +123,8 @@ DAY = DayType()
 
 
 def _common(command: Callable) -> Callable:
-    """`--db` and `--config` on every command too, so `digest items --db x` works."""
+    """`--db` and `--config` on every command and group too, so `digest items --db x` and
+    `digest feedback --db x add ...` work. The value given last on the line wins."""
     command = click.option(
         "--config", "config_here", metavar="FILE", help="Config file (default: ./digest.toml)."
     )(command)
@@ -101,9 +135,30 @@ def _common(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args: Any, db_here: str | None, config_here: str | None, **kwargs: Any):
         obj = click.get_current_context().find_root().obj
-        obj["db"] = db_here or obj.get("db")
-        obj["config"] = config_here or obj.get("config")
+        obj["db"] = obj.get("db") if db_here is None else db_here
+        obj["config"] = obj.get("config") if config_here is None else config_here
         return command(*args, **kwargs)
+
+    return wrapper
+
+
+def _profiles_option(command: Callable) -> Callable:
+    """`--profiles` on a command, or on the `profiles` group for all its commands.
+
+    The command receives `profiles_dir`: its own flag, else the group's, else None.
+    """
+    command = click.option(
+        "--profiles", "profiles_dir", metavar="DIR",
+        help="Folder of reader TOML files (readers.profiles, $DIGEST_PROFILES; default "
+        "./profiles, which may be absent).",
+    )(command)  # fmt: skip
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, profiles_dir: str | None, **kwargs: Any):
+        obj = click.get_current_context().find_root().obj
+        if profiles_dir is not None:
+            obj["profiles"] = profiles_dir
+        return command(*args, profiles_dir=obj.get("profiles"), **kwargs)
 
     return wrapper
 
@@ -272,20 +327,16 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
 
 # -- profiles -----------------------------------------------------------------------------
 
-PROFILES_OPTION = click.option(
-    "--profiles", "profiles_dir", metavar="DIR",
-    help="Folder of reader TOML files (readers.profiles, $DIGEST_PROFILES; default "
-    "./profiles, which may be absent).",
-)  # fmt: skip
-
 
 @cli.group("profiles")
-def profiles_group() -> None:
+@_profiles_option
+@_common
+def profiles_group(profiles_dir: str | None) -> None:
     """List, show and validate reader and team profiles."""
 
 
 @profiles_group.command("list")
-@PROFILES_OPTION
+@_profiles_option
 @_common
 @click.pass_context
 def profiles_list(ctx: click.Context, profiles_dir: str | None) -> None:
@@ -301,7 +352,7 @@ def profiles_list(ctx: click.Context, profiles_dir: str | None) -> None:
 
 @profiles_group.command("show")
 @click.argument("handle")
-@PROFILES_OPTION
+@_profiles_option
 @_common
 @click.pass_context
 def profiles_show(ctx: click.Context, handle: str, profiles_dir: str | None) -> None:
@@ -324,7 +375,7 @@ def _subscribed(settings: Settings, handle: str) -> bool:
 
 
 @profiles_group.command("check")
-@PROFILES_OPTION
+@_profiles_option
 @_common
 @click.pass_context
 def profiles_check(ctx: click.Context, profiles_dir: str | None) -> None:
@@ -341,6 +392,7 @@ def profiles_check(ctx: click.Context, profiles_dir: str | None) -> None:
 
 
 @cli.group("feedback")
+@_common
 def feedback_group() -> None:
     """Record what readers clicked, liked, disliked, tagged and were sent."""
 
@@ -398,7 +450,7 @@ MODEL_OPTION = click.option(
 
 @cli.command("train")
 @MODEL_OPTION
-@PROFILES_OPTION
+@_profiles_option
 @click.option("--update", is_flag=True, help="Incremental update of the saved model.")
 @click.option("--epochs", type=click.IntRange(1, 500), help="LightFM epochs (model.epochs).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Random state (model.seed).")
@@ -452,7 +504,7 @@ def train_cmd(
     help="Output format.",
 )  # fmt: skip
 @MODEL_OPTION
-@PROFILES_OPTION
+@_profiles_option
 @_common
 @click.pass_context
 def rank_cmd(
@@ -625,6 +677,7 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 
 @cli.group("readers")
+@_common
 def readers_group() -> None:
     """Subscribe, unsubscribe and rotate a reader's private feed token."""
 

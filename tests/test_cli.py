@@ -183,6 +183,77 @@ def test_an_option_after_the_command_is_accepted(runner: CliRunner, tmp_path: Pa
     assert not (tmp_path / "typo.db").exists()
 
 
+def _groups() -> list[tuple[str, click.Group]]:
+    return [("", cli), *((n, c) for n, c in _commands(cli) if isinstance(c, click.Group))]
+
+
+@pytest.mark.parametrize("name,group", _groups()[1:], ids=lambda v: str(v))
+def test_every_group_takes_db_and_config(name: str, group: click.Group) -> None:
+    flags = {opt for p in group.params for opt in p.opts}
+    assert {"--db", "--config"} <= flags, f"digest {name}"
+
+
+def test_options_on_a_group_reach_its_commands(runner: CliRunner, tmp_path: Path) -> None:
+    """`digest feedback --db x add ...` works like `digest feedback add --db x ...`."""
+    db = str(tmp_path / "d.db")
+    assert _run(runner, Path(db), "ingest", str(FIXTURES / "dumps" / "crlf.txt")).exit_code == 0
+    item = json.loads(_run(runner, Path(db), "items", "--json").stdout.splitlines()[0])["id"]
+    config = tmp_path / "digest.toml"
+    config.write_text(f'[store]\ndb = "{db}"\n')
+    csv_file = tmp_path / "fb.csv"
+    csv_file.write_text(f"user,item,event\ngrace,{item},like\n")
+    steps = [
+        (["feedback", "--db", db, "add", "ada", item, "click"], "recorded: ada click"),
+        (["feedback", "--config", str(config), "import", str(csv_file)], "1 imported"),
+        (["readers", "--db", db, "unsubscribe", "ada"], "ada: unsubscribed"),
+        (["readers", "--config", str(config), "subscribe", "ada"], "ada: subscribed again"),
+        (["readers", "--db", db, "rotate-feed-token", "ada"], "ada: new feed"),
+        (["profiles", "--profiles", str(ROOT / "profiles"), "list"], "Ada Example"),
+        (["profiles", "--profiles", str(ROOT / "profiles"), "check"], "4 reader(s)"),
+        (["profiles", "--profiles", str(ROOT / "profiles"), "--db", db, "show", "ada"], "Ada"),
+        # the value given last on the line wins
+        (["feedback", "--db", "typo.db", "add", "--db", db, "lin", item, "like"], "recorded"),
+    ]
+    for args, expected in steps:
+        result = runner.invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0 and expected in result.stdout, (args, result.output)
+    with Store.open(db) as store:
+        assert {(e[0], e[2]) for e in store.events()} == {
+            ("ada", "click"),
+            ("grace", "like"),
+            ("lin", "like"),
+        }
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    listed = runner.invoke(cli, ["profiles", "--profiles", str(empty), "list"])
+    assert listed.exit_code == 0 and listed.stdout == ""  # the group's folder, not ./profiles
+
+
+def _misplaced() -> list[tuple[list[str], str, str]]:
+    """(words before the option, option, command it belongs to) for every command option
+    that its group does not take."""
+    out = []
+    for path, group in _groups():
+        taken = {opt for p in group.params for opt in p.opts}
+        for name, command in group.commands.items():
+            for param in command.params:
+                option = param.opts[0]
+                if isinstance(param, click.Option) and option not in taken | {"--help"}:
+                    out.append((path.split(), option, f"digest {path} {name}".replace("  ", " ")))
+    return out
+
+
+@pytest.mark.parametrize("words,option,owner", _misplaced(), ids=lambda v: str(v))
+def test_an_option_before_its_command_gets_a_hint(
+    runner: CliRunner, words: list[str], option: str, owner: str
+) -> None:
+    subcommand = owner.split()[-1]
+    result = runner.invoke(cli, [*words, option, "x", subcommand], prog_name="digest")
+    assert result.exit_code == 2
+    assert f"It is an option of '{owner}'" in result.stderr, result.stderr
+    assert f"give it after the command name ('{owner} {option} ...')" in result.stderr
+
+
 def test_rank_for_an_unknown_reader_is_an_error(runner: CliRunner, tmp_path: Path) -> None:
     """No profile and no feedback: an error that says so, not a digest of popular items.
     A reader known from feedback alone is ranked."""
