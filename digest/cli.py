@@ -31,7 +31,7 @@ from digest.parsers import FORMATS
 from digest.paths import atomic_write, check_output_dir, check_output_file
 from digest.profiles import ProfileSet, load_profiles, teams_of, valid_handle
 from digest.settings import Settings, example_config, load_settings
-from digest.store import MAX_INTEGER, Store
+from digest.store import MAX_INTEGER, Store, remove_if_unused
 from digest.training import sync_readers, train
 
 
@@ -62,6 +62,17 @@ class DigestGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            return self._invoke(ctx)
+        except click.exceptions.Exit as exc:
+            if exc.exit_code:
+                _discard_new_databases(ctx)
+            raise
+        except BaseException:
+            _discard_new_databases(ctx)
+            raise
+
+    def _invoke(self, ctx: click.Context) -> Any:
+        try:
             return super().invoke(ctx)
         except DigestError as exc:
             click.echo(f"error: {_one_line(exc)}", err=True)
@@ -80,6 +91,12 @@ class DigestGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+
+
+def _discard_new_databases(ctx: click.Context) -> None:
+    """A failed command leaves no new, empty database behind (a typo'd --db)."""
+    for path in (ctx.find_root().obj or {}).pop("new_databases", []):
+        remove_if_unused(path)
 
 
 def _commands_with_option(group: click.Group, option: str, path: str) -> list[str]:
@@ -207,9 +224,15 @@ def settings_for(ctx: click.Context, **flags: Any) -> Settings:
     return load_settings(root.get("config"), flags=given)
 
 
-def open_store(ctx: click.Context, settings: Settings, *, create: bool = True) -> Store:
-    """Open the database; read-only commands pass `create=False` (a typo is an error)."""
+def open_store(ctx: click.Context, settings: Settings, *, create: bool = False) -> Store:
+    """Open the database; only `ingest` creates one (elsewhere a typo'd --db is an error).
+
+    A database this command creates is removed again if the command fails while it
+    still holds no data (see `DigestGroup.invoke`).
+    """
     store = Store.open(settings.store.db, create=create)
+    if store.created:
+        ctx.find_root().obj.setdefault("new_databases", []).append(store.path)
     ctx.call_on_close(store.close)
     return store
 
@@ -251,7 +274,7 @@ def ingest_cmd(
     day or from another source are linked to the first sighting and do not
     count as new.
     """
-    store = open_store(ctx, settings_for(ctx))
+    store = open_store(ctx, settings_for(ctx), create=True)
 
     def report(outcome: FileOutcome) -> None:
         if outcome.status == "error":
@@ -291,7 +314,7 @@ def items_cmd(
     as_json: bool,
 ) -> None:  # fmt: skip
     """List stored items (one per distinct paper)."""
-    store = open_store(ctx, settings_for(ctx), create=False)
+    store = open_store(ctx, settings_for(ctx))
     rows = store.items(new_on=new_on.isoformat() if new_on else None, search=search, limit=limit)
     for row in rows:
         if as_json:
@@ -314,7 +337,7 @@ def _public_item(row: dict[str, Any]) -> dict[str, Any]:
 @click.pass_context
 def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     """Counts of items, sightings, readers and new items per day."""
-    stats = open_store(ctx, settings_for(ctx), create=False).stats()
+    stats = open_store(ctx, settings_for(ctx)).stats()
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
@@ -524,7 +547,7 @@ def rank_cmd(
         ctx, **{"store.model": model_path, "readers.profiles": profiles_dir,
                 "digest.diversity": diversity, "digest.min_score": min_score},
     )  # fmt: skip
-    store = open_store(ctx, settings, create=False)
+    store = open_store(ctx, settings)
     profiles = _profiles(settings)
     model = Recommender.load(settings.store.model)
     when = new_on or day or daily.latest_day(store)
@@ -709,7 +732,7 @@ def readers_subscribe(ctx: click.Context, handle: str) -> None:
 def readers_rotate(ctx: click.Context, handle: str) -> None:
     """Give HANDLE a new private feed URL; the old one stops working at once."""
     settings = settings_for(ctx)
-    store = open_store(ctx, settings, create=False)
+    store = open_store(ctx, settings)
     handle = _known_reader(store, handle)
     with store.transaction():
         token = store.rotate_feed_token(handle)
@@ -718,7 +741,7 @@ def readers_rotate(ctx: click.Context, handle: str) -> None:
 
 
 def _set_subscribed(ctx: click.Context, handle: str, *, subscribed: bool) -> bool:
-    store = open_store(ctx, settings_for(ctx), create=False)
+    store = open_store(ctx, settings_for(ctx))
     handle = _known_reader(store, handle)
     with store.transaction():
         return store.set_subscribed(handle, subscribed)

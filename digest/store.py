@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -354,6 +355,39 @@ def _check_location(location: str, *, create: bool) -> None:
         raise NoDatabase(f"no database at {location}; run 'digest ingest' first (or check --db)")
 
 
+#: Tables whose rows are data someone would miss; the others are derived or bookkeeping.
+_DATA_TABLES = ("items", "readers", "events", "sends")
+
+
+def remove_if_unused(location: str) -> bool:
+    """Delete a digest database file (and its WAL files) that holds no data; say if it did.
+
+    For a command that created the database and then failed before storing anything:
+    a mistyped `--db` must not leave an empty database behind. Anything that is not
+    such a file (someone else's database, one with items) is left alone.
+    """
+    try:
+        conn = sqlite3.connect(f"file:{_uri_path(location)}?mode=rw", uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if tables and "_migrations" not in tables:
+                return False
+            for table in _DATA_TABLES:
+                if table in tables and conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
+                    return False
+        finally:
+            conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(location + suffix).unlink(missing_ok=True)
+    except (sqlite3.Error, OSError):
+        return False
+    return True
+
+
+def _uri_path(location: str) -> str:
+    return quote(os.path.abspath(location))
+
+
 def _refuse_foreign(conn: sqlite3.Connection, location: str) -> None:
     """Raise when the file holds tables but no `_migrations`: someone else's database.
 
@@ -402,10 +436,12 @@ def _close(conn: sqlite3.Connection | None) -> None:
 class Store:
     """The digest database. Use `Store.open(path)`; close it when done."""
 
-    def __init__(self, db: sqlite_utils.Database, path: str):
+    def __init__(self, db: sqlite_utils.Database, path: str, *, created: bool = False):
         self.db = db
         self.path = path
         self.conn: sqlite3.Connection = db.conn
+        #: True when `open` created the file (it did not exist before).
+        self.created = created
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
@@ -416,8 +452,10 @@ class Store:
         (tables but no `_migrations`) is refused before anything is written to it.
         """
         location = str(DEFAULT_DB if path is None else path)
+        created = False
         if location != ":memory:":
             _check_location(location, create=create)
+            created = not os.path.lexists(location)
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(location, isolation_level=None, timeout=_BUSY_SECONDS)
@@ -432,7 +470,7 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             # The dedup-key index is probed at random; a 64 MB page cache keeps it hot.
             conn.execute("PRAGMA cache_size = -65536")
-            store = cls(db, location)
+            store = cls(db, location, created=created)
             store.migrate()
         except sqlite3.DatabaseError as exc:
             _close(conn)

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from conftest import FIXTURES
 
 from digest.cli import cli
+from digest.store import Store, remove_if_unused
 
 GOOD = FIXTURES / "dumps" / "crlf.txt"  # two papers, Mar 11
 
@@ -169,3 +170,52 @@ def test_every_output_file_is_checked_before_any_work(
 @pytest.mark.parametrize("target", BAD_FOLDERS)
 def test_every_output_folder_is_checked_before_any_work(place: Path, target: str) -> None:
     _refused(place, ["dataset", CITEULIKE, "--out", target], target)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--embeddings", "off"],
+        ["feedback", "add", "ada", "x", "click"],
+        ["feedback", "import", "{fixture}"],
+        ["ingest", "no-such-file.txt"],
+        ["ingest", "{fixture}"],  # a CSV is not an ingestible format
+        ["ingest", "--format", "json", str(GOOD)],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_a_failing_command_leaves_no_new_database(
+    runner: CliRunner, tmp_path: Path, command: list[str]
+) -> None:
+    """A typo'd --db: the command fails, and no empty database is left behind."""
+    fixture = str(FIXTURES / "feedback" / "events.csv")
+    typo = tmp_path / "digets.db"
+    result = _invoke(runner, typo, *[a.replace("{fixture}", fixture) for a in command])
+    assert result.exit_code == 1 and result.stderr.startswith("error: ")
+    assert sorted(tmp_path.iterdir()) == []  # no file, no -wal, no -shm
+
+
+def test_a_partly_failing_ingest_keeps_the_database_it_filled(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    db = tmp_path / "new.db"
+    result = _invoke(runner, db, "ingest", "no-such-file.txt", str(GOOD))
+    assert result.exit_code == 1 and "2 new" in result.stdout
+    assert db.exists()
+
+
+def test_only_an_unused_digest_database_is_removed(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs.db"
+    conn = sqlite3.connect(theirs)
+    conn.execute("CREATE TABLE accounts (id INTEGER)")
+    conn.close()
+    ours = tmp_path / "ours.db"
+    Store.open(ours).close()
+    full = tmp_path / "full.db"
+    with Store.open(full) as store, store.transaction():
+        store.ensure_reader("ada", origin="cli")
+    assert not remove_if_unused(str(theirs)) and theirs.exists()
+    assert not remove_if_unused(str(full)) and full.exists()
+    assert not remove_if_unused(str(tmp_path / "missing.db"))
+    assert remove_if_unused(str(ours)) and not ours.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.db", "theirs.db"]
