@@ -12,6 +12,7 @@ import re
 import secrets
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,24 @@ MAX_INTEGER = 2**63 - 1
 def now_iso() -> str:
     """UTC timestamp for audit columns."""
     return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def event_time(moment: datetime) -> str:
+    """How an event's time is stored: UTC to the microsecond, one fixed-width spelling.
+
+    Equal instants are then equal strings (the events table's uniqueness relies on
+    it) and strings sort as times. A time without an offset is taken as UTC.
+    Raises OverflowError for a time that is not a UTC date (year 1 or 9999 edges).
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def event_tag(tag: str) -> str:
+    """How an event's tag is stored: NFKC, case-folded, spaces collapsed ('MoE' = 'moe')."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", tag).casefold())
+    return " ".join(folded.split())
 
 
 _FTS_TRIGGERS = """
@@ -288,6 +307,36 @@ def m006_embeddings(db: sqlite_utils.Database) -> None:
     )
 
 
+def m007_canonical_event_times(db: sqlite_utils.Database) -> None:
+    """Event times in one UTC spelling (`event_time`) and tags folded (`event_tag`).
+
+    The same instant spelled two ways (`09:00+01:00` and `08:00Z`) or one tag in two
+    cases (`MoE`, `moe`) was stored as two events, and re-importing a file spelled
+    differently added it again. Changed rows are taken out and put back in their new
+    form, so each group of equal events keeps one row (an unchanged one if there is
+    one, else the oldest). A stored time that does not parse (none should) is kept.
+    """
+    rows = db.execute("SELECT id, reader, item_id, event, tag, time, origin FROM events")
+    changed = []
+    for row_id, reader, item_id, event, tag, stamp, origin in rows.fetchall():
+        new_time, new_tag = _stored_time(stamp), event_tag(tag)
+        if (new_time, new_tag) != (stamp, tag):
+            changed.append((row_id, reader, item_id, event, new_tag, new_time, origin))
+    db.conn.executemany("DELETE FROM events WHERE id = ?", [(row[0],) for row in changed])
+    db.conn.executemany(
+        "INSERT OR IGNORE INTO events (id, reader, item_id, event, tag, time, origin) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        sorted(changed),
+    )
+
+
+def _stored_time(stamp: str) -> str:
+    try:
+        return event_time(datetime.fromisoformat(stamp))
+    except (ValueError, OverflowError):
+        return stamp
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_readers_feedback,
@@ -295,6 +344,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m004_fts_detail_column,
     m005_digest_ledger,
     m006_embeddings,
+    m007_canonical_event_times,
 ]
 
 
@@ -722,8 +772,8 @@ class Store:
         and adds nothing. The check and the insert share one write transaction, so
         concurrent requests cannot both count.
         """
-        since = (now - timedelta(seconds=window)).isoformat(timespec="microseconds")
-        stamp = now.isoformat(timespec="microseconds")
+        since = event_time(now - timedelta(seconds=window))
+        stamp = event_time(now)
         with self.transaction():
             row = self.conn.execute(
                 "SELECT id FROM events WHERE reader = ? AND item_id = ? AND event = ? "
@@ -747,7 +797,7 @@ class Store:
                 "DELETE FROM events WHERE id = (SELECT id FROM events WHERE reader = ? AND "
                 "item_id = ? AND event = ? AND origin = 'link' AND time >= ? "
                 "ORDER BY id DESC LIMIT 1)",
-                (reader, item_id, event, since.isoformat(timespec="microseconds")),
+                (reader, item_id, event, event_time(since)),
             )
             return cur.rowcount == 1
 
