@@ -2,9 +2,10 @@
 
 Ingest (`test_fuzz_cli.py`), feedback import and profiles (`test_feedback.py`,
 `test_profiles.py`) and model files (`test_modelfile.py`) have their own. Here: the
-config file, `rank --candidates`, a model file given to `rank` and `train --update`,
-and the evaluation inputs. Each must end in a clean exit: no traceback, and a
-non-zero status with one `error:` line when the input is bad.
+config file, `rank --candidates`, and a model file given to `rank` and `train
+--update`. Each must end in a clean exit: no traceback, and a non-zero status with
+one `error:` line when the input is bad. (The evaluation inputs, `digest evaluate`
+and `digest dataset`, are not covered here.)
 """
 
 from __future__ import annotations
@@ -88,3 +89,4 @@ def test_a_garbage_model_file(workspace: Path, blob: bytes) -> None:
     for args in (["rank", "--all"], ["train", "--update", "--embeddings", "off"]):
         result = CliRunner().invoke(cli, ["--db", db, *args, "--model", str(model)])
         _clean(result)
+
