@@ -90,3 +90,22 @@ def test_a_garbage_model_file(workspace: Path, blob: bytes) -> None:
         result = CliRunner().invoke(cli, ["--db", db, *args, "--model", str(model)])
         _clean(result)
 
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="digest.daily.candidates_from_file still decodes UTF-8 only; it must read the "
+    "file with digest.parsers.read_text (then drop this marker)",
+)
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32", "utf-16-le"])
+def test_a_wide_unicode_candidates_file_is_read(workspace: Path, codec: str) -> None:
+    """README: inputs may be UTF-16/32 (with a BOM, or told by ASCII's zero bytes)."""
+    db = str(workspace / "d.db")
+    listed = CliRunner().invoke(cli, ["--db", db, "items", "--limit", "2"])
+    ids = [line.split()[0] for line in listed.stdout.splitlines()]
+    path = workspace / f"ids-{codec}.txt"
+    path.write_bytes(("# two picks\n" + "\n".join(ids) + "\n").encode(codec))
+    result = CliRunner().invoke(
+        cli, ["--db", db, "rank", "--all", "--candidates", str(path), "--format", "jsonl",
+              "--model", str(workspace / "m.model")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output

@@ -205,6 +205,17 @@ def decode_text(data: bytes, location: str, *, rows: bool = False) -> str:
     return text
 
 
+def read_text(location: str) -> str:
+    """The text of a file (or `-`, standard input) under the one decoding rule inputs share.
+
+    UTF-8 with or without a BOM, or UTF-16/32 (see `decode_text`); anything else is a
+    ParseError naming the file. For every text input that is not parsed as items, such
+    as a `--candidates` list of ids.
+    """
+    name = display_name(location)
+    return decode_text(read_bytes(location), name)
+
+
 def _head_text(data: bytes) -> str:
     """The first few thousand characters, decoded leniently, for sniffing only."""
     codec, skip = sniff_encoding(data) or ("utf-8", 0)
