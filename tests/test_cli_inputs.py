@@ -219,3 +219,20 @@ def test_only_an_unused_digest_database_is_removed(tmp_path: Path) -> None:
     assert not remove_if_unused(str(tmp_path / "missing.db"))
     assert remove_if_unused(str(ours)) and not ours.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full.db", "theirs.db"]
+
+
+def test_an_os_error_no_library_named_is_still_one_line(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's last net: a raw OSError (here from a full disk) names its file, in one line."""
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "out" / "items.jsonl"))
+
+    for name in ("digest.evaluate.write_dataset", "digest.cli.write_dataset"):
+        monkeypatch.setattr(name, full_disk, raising=False)
+    monkeypatch.setattr("digest.cli.read_citeulike", lambda folder: None, raising=False)
+    monkeypatch.setattr("digest.evaluate.read_citeulike", lambda folder: None)
+    result = runner.invoke(cli, ["dataset", CITEULIKE, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {tmp_path / 'out' / 'items.jsonl'}: No space left on device\n"
