@@ -31,14 +31,14 @@ def check_output_file(path: str | os.PathLike[str]) -> Path:
     text = _usable(path)
     target = Path(text)
     if target.name in ("", ".", ".."):
-        raise OutputError(f"{text}: is a folder; name a file to write")
+        raise OutputError(f"{text}: cannot write (it is a folder; name a file)")
     try:
         if target.is_dir():
-            raise OutputError(f"{text}: is a folder; name a file to write")
+            raise OutputError(f"{text}: cannot write (it is a folder; name a file)")
         if target.exists() and not stat.S_ISREG(target.stat().st_mode):
-            raise OutputError(f"{text}: is not a regular file; name a file to write")
+            raise OutputError(f"{text}: cannot write (it is not a regular file)")
     except OSError as exc:
-        raise OutputError(f"{text}: cannot access ({_reason(exc)})") from None
+        raise OutputError(f"{text}: cannot write ({_reason(exc)})") from None
     _check_folder(target.parent, text)
     return target
 
@@ -49,9 +49,9 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
     target = Path(text)
     try:
         if target.exists() and not target.is_dir():
-            raise OutputError(f"{text}: is a file, not a folder")
+            raise OutputError(f"{text}: cannot write (it is a file, not a folder)")
     except OSError as exc:
-        raise OutputError(f"{text}: cannot access ({_reason(exc)})") from None
+        raise OutputError(f"{text}: cannot write ({_reason(exc)})") from None
     _check_folder(target, text)
     return target
 
@@ -119,10 +119,10 @@ def _check_folder(folder: Path, shown: str) -> None:
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
         if not folder.is_dir():
-            raise OutputError(f"{shown}: {folder} is a file, not a folder")
+            raise OutputError(f"{shown}: cannot write ({folder} is a file, not a folder)")
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".digest-probe-")
     except OSError as exc:
-        raise OutputError(f"{shown}: cannot write in {folder} ({_reason(exc)})") from None
+        raise OutputError(f"{shown}: cannot write ({folder}: {_reason(exc)})") from None
     os.close(fd)
     _discard(probe)
 
