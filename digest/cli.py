@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import sqlite3
 import sys
 import time
@@ -36,17 +35,51 @@ from digest.feedback import add_feedback, import_feedback
 from digest.ingest import FileOutcome, ingest
 from digest.model import Recommender
 from digest.parsers import FORMATS
+from digest.paths import atomic_write, check_output_dir, check_output_file
 from digest.profiles import ProfileSet, load_profiles, teams_of, valid_handle
 from digest.settings import Settings, example_config, load_settings
-from digest.store import Store
+from digest.store import MAX_INTEGER, Store, remove_if_unused
 from digest.training import sync_readers, train
 from digest.tuning import describe as describe_tuning
 
 
 class DigestGroup(click.Group):
-    """Turns library errors into a clean one-line message and a non-zero exit."""
+    """Turns library errors into a clean one-line message and a non-zero exit.
+
+    Its sub-groups (`feedback`, `profiles`, `readers`) are DigestGroups too, so an
+    option given before the command it belongs to gets a hint naming that command.
+    """
+
+    group_class = type  # groups made with `@group.group()` are of this class
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            owners = _commands_with_option(self, exc.option_name, ctx.command_path)
+            words = {f"{ctx.command_path} {a}" for a in args if a in self.commands}
+            owners.sort(key=lambda owner: not any(owner.startswith(w) for w in words))
+            if owners:
+                exc.message = (
+                    f"No such option: {exc.option_name} here. It is an option of "
+                    f"{', '.join(repr(o) for o in owners[:3])}: give it after the command "
+                    f"name ('{owners[0]} {exc.option_name} ...')."
+                )
+                exc.possibilities = []
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return self._invoke(ctx)
+        except click.exceptions.Exit as exc:
+            if exc.exit_code:
+                _discard_new_databases(ctx)
+            raise
+        except BaseException:
+            _discard_new_databases(ctx)
+            raise
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except DigestError as exc:
@@ -57,9 +90,32 @@ class DigestGroup(click.Group):
             # disk is full: say so in one line instead of a traceback.
             click.echo(f"error: database: {_one_line(exc)} (try again shortly)", err=True)
             ctx.exit(1)
+        except OSError as exc:
+            # A file the library failed to name in a DigestError (a full disk mid-write):
+            # still one line naming the file, never a traceback.
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or _one_line(exc)}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+
+
+def _discard_new_databases(ctx: click.Context) -> None:
+    """A failed command leaves no new, empty database behind (a typo'd --db)."""
+    for path in (ctx.find_root().obj or {}).pop("new_databases", []):
+        remove_if_unused(path)
+
+
+def _commands_with_option(group: click.Group, option: str, path: str) -> list[str]:
+    """The commands under `group` (as `digest feedback add`) that take `option`."""
+    found = []
+    for name, command in group.commands.items():
+        if any(option in p.opts for p in command.params if isinstance(p, click.Option)):
+            found.append(f"{path} {name}")
+        if isinstance(command, click.Group):
+            found.extend(_commands_with_option(command, option, f"{path} {name}"))
+    return found
 
 
 def _one_line(exc: BaseException) -> str:
@@ -67,24 +123,33 @@ def _one_line(exc: BaseException) -> str:
 
 
 class DayType(click.ParamType):
-    """A click parameter type for YYYY-MM-DD dates."""
+    """A click parameter type for YYYY-MM-DD dates, from 1900 to 9998.
+
+    Days are counted back (feed windows) and forward from a date; at year 1 or 9999
+    that arithmetic overflows, and no paper is dated there.
+    """
 
     name = "YYYY-MM-DD"
+    first, last = date(1900, 1, 1), date(9998, 12, 31)
 
     def convert(self, value: Any, param: Any, ctx: Any) -> date:
         if isinstance(value, date):
             return value
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
             self.fail(f"{value!r} is not a date (YYYY-MM-DD)", param, ctx)
+        if not self.first <= day <= self.last:
+            self.fail(f"{value} is not between {self.first} and {self.last}", param, ctx)
+        return day
 
 
 DAY = DayType()
 
 
 def _common(command: Callable) -> Callable:
-    """`--db` and `--config` on every command too, so `digest items --db x` works."""
+    """`--db` and `--config` on every command and group too, so `digest items --db x` and
+    `digest feedback --db x add ...` work. The value given last on the line wins."""
     command = click.option(
         "--config", "config_here", metavar="FILE", help="Config file (default: ./digest.toml)."
     )(command)
@@ -95,9 +160,30 @@ def _common(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args: Any, db_here: str | None, config_here: str | None, **kwargs: Any):
         obj = click.get_current_context().find_root().obj
-        obj["db"] = db_here or obj.get("db")
-        obj["config"] = config_here or obj.get("config")
+        obj["db"] = obj.get("db") if db_here is None else db_here
+        obj["config"] = obj.get("config") if config_here is None else config_here
         return command(*args, **kwargs)
+
+    return wrapper
+
+
+def _profiles_option(command: Callable) -> Callable:
+    """`--profiles` on a command, or on the `profiles` group for all its commands.
+
+    The command receives `profiles_dir`: its own flag, else the group's, else None.
+    """
+    command = click.option(
+        "--profiles", "profiles_dir", metavar="DIR",
+        help="Folder of reader TOML files (readers.profiles, $DIGEST_PROFILES; default "
+        "./profiles, which may be absent).",
+    )(command)  # fmt: skip
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, profiles_dir: str | None, **kwargs: Any):
+        obj = click.get_current_context().find_root().obj
+        if profiles_dir is not None:
+            obj["profiles"] = profiles_dir
+        return command(*args, profiles_dir=obj.get("profiles"), **kwargs)
 
     return wrapper
 
@@ -146,9 +232,15 @@ def settings_for(ctx: click.Context, **flags: Any) -> Settings:
     return load_settings(root.get("config"), flags=given)
 
 
-def open_store(ctx: click.Context, settings: Settings, *, create: bool = True) -> Store:
-    """Open the database; read-only commands pass `create=False` (a typo is an error)."""
+def open_store(ctx: click.Context, settings: Settings, *, create: bool = False) -> Store:
+    """Open the database; only `ingest` creates one (elsewhere a typo'd --db is an error).
+
+    A database this command creates is removed again if the command fails while it
+    still holds no data (see `DigestGroup.invoke`).
+    """
     store = Store.open(settings.store.db, create=create)
+    if store.created:
+        ctx.find_root().obj.setdefault("new_databases", []).append(store.path)
     ctx.call_on_close(store.close)
     return store
 
@@ -190,7 +282,7 @@ def ingest_cmd(
     day or from another source are linked to the first sighting and do not
     count as new.
     """
-    store = open_store(ctx, settings_for(ctx))
+    store = open_store(ctx, settings_for(ctx), create=True)
 
     def report(outcome: FileOutcome) -> None:
         if outcome.status == "error":
@@ -221,7 +313,7 @@ def _outcome_line(outcome: FileOutcome) -> str:
 @cli.command("items")
 @click.option("--new-on", type=DAY, help="Only items first seen on this day.")
 @click.option("--search", help="Full-text search in titles and abstracts.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many items.")
+@click.option("--limit", type=click.IntRange(1, MAX_INTEGER), help="At most this many items.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @_common
 @click.pass_context
@@ -230,7 +322,7 @@ def items_cmd(
     as_json: bool,
 ) -> None:  # fmt: skip
     """List stored items (one per distinct paper)."""
-    store = open_store(ctx, settings_for(ctx), create=False)
+    store = open_store(ctx, settings_for(ctx))
     rows = store.items(new_on=new_on.isoformat() if new_on else None, search=search, limit=limit)
     for row in rows:
         if as_json:
@@ -253,7 +345,7 @@ def _public_item(row: dict[str, Any]) -> dict[str, Any]:
 @click.pass_context
 def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     """Counts of items, sightings, readers and new items per day."""
-    stats = open_store(ctx, settings_for(ctx), create=False).stats()
+    stats = open_store(ctx, settings_for(ctx)).stats()
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
@@ -266,20 +358,16 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
 
 # -- profiles -----------------------------------------------------------------------------
 
-PROFILES_OPTION = click.option(
-    "--profiles", "profiles_dir", metavar="DIR",
-    help="Folder of reader TOML files (readers.profiles, $DIGEST_PROFILES; default "
-    "./profiles, which may be absent).",
-)  # fmt: skip
-
 
 @cli.group("profiles")
-def profiles_group() -> None:
+@_profiles_option
+@_common
+def profiles_group(profiles_dir: str | None) -> None:
     """List, show and validate reader and team profiles."""
 
 
 @profiles_group.command("list")
-@PROFILES_OPTION
+@_profiles_option
 @_common
 @click.pass_context
 def profiles_list(ctx: click.Context, profiles_dir: str | None) -> None:
@@ -295,7 +383,7 @@ def profiles_list(ctx: click.Context, profiles_dir: str | None) -> None:
 
 @profiles_group.command("show")
 @click.argument("handle")
-@PROFILES_OPTION
+@_profiles_option
 @_common
 @click.pass_context
 def profiles_show(ctx: click.Context, handle: str, profiles_dir: str | None) -> None:
@@ -318,7 +406,7 @@ def _subscribed(settings: Settings, handle: str) -> bool:
 
 
 @profiles_group.command("check")
-@PROFILES_OPTION
+@_profiles_option
 @_common
 @click.pass_context
 def profiles_check(ctx: click.Context, profiles_dir: str | None) -> None:
@@ -335,6 +423,7 @@ def profiles_check(ctx: click.Context, profiles_dir: str | None) -> None:
 
 
 @cli.group("feedback")
+@_common
 def feedback_group() -> None:
     """Record what readers clicked, liked, disliked, tagged and were sent."""
 
@@ -392,10 +481,10 @@ MODEL_OPTION = click.option(
 
 @cli.command("train")
 @MODEL_OPTION
-@PROFILES_OPTION
+@_profiles_option
 @click.option("--update", is_flag=True, help="Incremental update of the saved model.")
 @click.option("--epochs", type=click.IntRange(1, 500), help="LightFM epochs (model.epochs).")
-@click.option("--seed", type=int, help="Random state (model.seed).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Random state (model.seed).")
 @click.option(
     "--embeddings", type=click.Choice(["auto", "on", "off"]),
     help="Use sentence embeddings (model.embeddings; 'on' needs the 'embed' extra).",
@@ -421,10 +510,11 @@ def train_cmd(
         ctx, **{"store.model": model_path, "readers.profiles": profiles_dir,
                 "model.epochs": epochs, "model.seed": seed, "model.embeddings": embeddings},
     )  # fmt: skip
+    path = settings.store.model
+    check_output_file(path)  # before training, not after it
     store = open_store(ctx, settings)
     profiles = _profiles(settings)
     sync_readers(store, profiles)
-    path = settings.store.model
     model = train(
         store, profiles, path, update=update, epochs=settings.model.epochs,
         random_state=settings.model.seed, embeddings=settings.model.embeddings,
@@ -485,7 +575,7 @@ def model_show_cmd(ctx: click.Context, model_path: str | None, as_json: bool) ->
     help="Output format.",
 )  # fmt: skip
 @MODEL_OPTION
-@PROFILES_OPTION
+@_profiles_option
 @_common
 @click.pass_context
 def rank_cmd(
@@ -505,7 +595,7 @@ def rank_cmd(
         ctx, **{"store.model": model_path, "readers.profiles": profiles_dir,
                 "digest.diversity": diversity, "digest.min_score": min_score},
     )  # fmt: skip
-    store = open_store(ctx, settings, create=False)
+    store = open_store(ctx, settings)
     profiles = _profiles(settings)
     model = Recommender.load(settings.store.model)
     when = new_on or day or daily.latest_day(store)
@@ -584,6 +674,8 @@ def preview_cmd(
     ctx: click.Context, user: str, day: date | None, out: str | None, overrides: dict[str, Any]
 ) -> None:
     """Write one reader's email (HTML and text) to files and print the paths; send nothing."""
+    if out is not None:
+        check_output_file(out)
     paths = daily.preview(settings_for(ctx, **overrides), user, day=day, out=out)
     for path in paths:
         click.echo(str(path))
@@ -594,7 +686,7 @@ def preview_cmd(
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init_cmd(path: str, force: bool) -> None:
     """Write a commented example config (every key at its default) to PATH."""
-    target = Path(path)
+    target = check_output_file(path)
     if target.exists() and not force:
         raise DigestError(f"{path} already exists (use --force to overwrite)")
     atomic_write(path, example_config())
@@ -656,6 +748,7 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 
 @cli.group("readers")
+@_common
 def readers_group() -> None:
     """Subscribe, unsubscribe and rotate a reader's private feed token."""
 
@@ -687,7 +780,7 @@ def readers_subscribe(ctx: click.Context, handle: str) -> None:
 def readers_rotate(ctx: click.Context, handle: str) -> None:
     """Give HANDLE a new private feed URL; the old one stops working at once."""
     settings = settings_for(ctx)
-    store = open_store(ctx, settings, create=False)
+    store = open_store(ctx, settings)
     handle = _known_reader(store, handle)
     with store.transaction():
         token = store.rotate_feed_token(handle)
@@ -696,7 +789,7 @@ def readers_rotate(ctx: click.Context, handle: str) -> None:
 
 
 def _set_subscribed(ctx: click.Context, handle: str, *, subscribed: bool) -> bool:
-    store = open_store(ctx, settings_for(ctx), create=False)
+    store = open_store(ctx, settings_for(ctx))
     handle = _known_reader(store, handle)
     with store.transaction():
         return store.set_subscribed(handle, subscribed)
@@ -740,6 +833,8 @@ def evaluate_cmd(
     per-reader SVM, LightFM alone) run on the same split; digest is reported with
     fixed weights and with weights learned inside the split's training data.
     """
+    if write_path is not None:
+        check_output_file(write_path)  # before the evaluation, which takes minutes
     if citeulike:
         data = read_citeulike(citeulike)
     elif items_path and interactions:
@@ -771,20 +866,9 @@ def evaluate_cmd(
 @click.option("--out", required=True, help="Folder for items.jsonl and interactions.csv.")
 def dataset_cmd(folder: str, out: str) -> None:
     """Convert citeulike-a into the generic import formats (items JSONL, interactions CSV)."""
+    check_output_dir(out)
     items_path, pairs_path = write_dataset(read_citeulike(folder), out)
     click.echo(f"wrote {items_path} and {pairs_path}")
-
-
-def atomic_write(path: str, text: str) -> None:
-    """Write a generated file all at once: readers never see half of it."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DigestError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def main() -> None:

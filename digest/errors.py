@@ -32,6 +32,12 @@ class ModelError(DigestError):
     """The model is missing, stale or was asked to do something it cannot."""
 
 
+class OutputError(DigestError):
+    """A file or folder digest was asked to write cannot be written there: a folder
+    where a file should go, a file in the way of a folder, no permission, a full disk.
+    """
+
+
 class DeliveryError(DigestError):
     """Delivery cannot go on: a folder cannot be written, a wiki commit failed, or the mail
     server refuses the login, cannot be trusted or cannot be reached. The message names

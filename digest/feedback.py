@@ -6,10 +6,13 @@ resolved through the dedup keys, so any sighting of a paper finds the paper.
 
 Every event, from a file or from `digest feedback add`, passes `check_row`: the user
 is a handle under the profile rule (`profiles.valid_handle`), the event is one of
-`EVENTS`, the time (optional) is ISO 8601 starting with a date. Re-importing a file
-adds nothing: an event with a time is new only if no identical event (same reader,
-item, event, tag and time) is stored, and an event *without* a time is new only if the
-reader has no stored event of that kind on that item with that tag, at any time.
+`EVENTS`, the time (optional) is ISO 8601 starting with a date. Times are stored in one
+UTC spelling (`store.event_time`; no offset means UTC) and tags case-folded
+(`store.event_tag`), so `09:00+01:00` and `08:00Z` are one time and `MoE` and `moe`
+one tag. Re-importing a file adds nothing: an event with a time is new only if no
+identical event (same reader, item, event, tag and time) is stored, and an event
+*without* a time is new only if the reader has no stored event of that kind on that
+item with that tag, at any time.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from digest.links import find_arxiv_id
 from digest.parsers import decode_text, read_bytes
 from digest.profiles import hidden_char, valid_handle
 from digest.records import ItemRecord
-from digest.store import Store
+from digest.store import Store, event_tag, event_time
 
 EVENTS = ("click", "like", "dislike", "tag", "sent")
 #: How much each event says about interest: likes and tags count double, a dislike
@@ -84,27 +87,21 @@ class Recorded:
 
 def now_stamp() -> str:
     """The time recorded for an event that carries none."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
+    return event_time(datetime.now(UTC))
 
 
 def check_time(stamp: str) -> str:
-    """`stamp` if it is an ISO 8601 date or date-time (e.g. 2026-03-10T09:00:00Z)."""
-    if (
-        len(stamp) <= _MAX_TIME
-        and stamp.isascii()
-        and _DATE_START.match(stamp)
-        and _parses(stamp.replace("Z", "+00:00"))
-    ):
-        return stamp
+    """An ISO 8601 date or date-time (e.g. 2026-03-10T09:00:00Z) in its stored spelling.
+
+    The stored spelling is UTC to the microsecond (`store.event_time`): the same
+    instant written two ways is one time. A time without an offset is UTC.
+    """
+    if len(stamp) <= _MAX_TIME and stamp.isascii() and _DATE_START.match(stamp):
+        try:
+            return event_time(datetime.fromisoformat(stamp.replace("Z", "+00:00")))
+        except (ValueError, OverflowError):  # no such date; or beyond year 1..9999 in UTC
+            pass
     raise ValidationError(f"bad time {_show(stamp)} (ISO 8601 expected)", key="time")
-
-
-def _parses(stamp: str) -> bool:
-    try:
-        datetime.fromisoformat(stamp)
-    except ValueError:
-        return False
-    return True
 
 
 def check_row(data: Mapping[str, object], line: int = 0) -> FeedbackRow:
@@ -147,11 +144,12 @@ def _check_tag(event: str, tag: str) -> str:
         raise ValidationError("a 'tag' event needs a tag")
     if event != "tag" and tag:
         raise ValidationError(f"only a 'tag' event has a tag, not {event!r}", key="tag")
-    if len(tag) > MAX_TAG:
-        raise ValidationError(f"longer than {MAX_TAG} characters", key="tag")
     if odd := hidden_char(tag):
         raise ValidationError(f"contains a control or format character {odd}", key="tag")
-    return tag
+    folded = event_tag(tag)
+    if len(folded) > MAX_TAG:
+        raise ValidationError(f"longer than {MAX_TAG} characters", key="tag")
+    return folded
 
 
 def _control_char(text: str) -> str | None:
@@ -345,7 +343,8 @@ def record_event(
         raise ValidationError(f"{user!r} is not lower case", key="user")
     if event not in EVENTS:
         raise ValidationError(f"unknown event {event!r} (one of {', '.join(EVENTS)})")
-    check_time(time)
+    time = check_time(time)
+    tag = event_tag(tag)
     store.ensure_reader(user, origin="feedback")
     if event == "sent":
         return store.record_send(user, item_id, channel="import", digest_date=time[:10])

@@ -117,7 +117,8 @@ class ProfileSet:
     """Every valid profile and team under a folder, and the problems found reading them.
 
     `skipped_readers` and `skipped_teams` map the handle or team name of a file that
-    has a problem (when it can be told) to that file.
+    has a problem (when it can be told) to that file; `skipped_files` maps every other
+    skipped reader file (no valid handle, or a handle another file holds) to why.
     """
 
     readers: dict[str, Profile] = field(default_factory=dict)
@@ -125,6 +126,7 @@ class ProfileSet:
     problems: list[str] = field(default_factory=list)
     skipped_readers: dict[str, str] = field(default_factory=dict)
     skipped_teams: dict[str, str] = field(default_factory=dict)
+    skipped_files: dict[str, str] = field(default_factory=dict)
     folder: str = DEFAULT_FOLDER
 
     def get(self, handle: str) -> Profile:
@@ -141,6 +143,7 @@ class ProfileSet:
         """Every problem, then one line per skipped reader or team: for `warning:` lines."""
         skipped = [f"{path}: reader '{h}' skipped" for h, path in self.skipped_readers.items()]
         skipped += [f"{path}: team '{t}' skipped" for t, path in self.skipped_teams.items()]
+        skipped += [f"{path}: reader skipped ({why})" for path, why in self.skipped_files.items()]
         return self.problems + skipped
 
     def profile(self, handle: str) -> Profile:
@@ -292,8 +295,13 @@ def _guess(path: Path, data: dict[str, Any] | None) -> str | None:
 def _add_reader(path: Path, data: dict[str, Any] | None, out: ProfileSet, refs: list[_Ref]) -> None:
     if data is None or not _check_reader(path, data, out, refs):
         guess = _guess(path, data)
-        if guess is not None and guess not in out.readers:
-            out.skipped_readers.setdefault(guess, str(path))
+        if guess is None:
+            out.skipped_files[str(path)] = "no valid handle"
+        elif guess in out.readers or guess in out.skipped_readers:
+            other = out.readers[guess].path if guess in out.readers else out.skipped_readers[guess]
+            out.skipped_files[str(path)] = f"handle '{guess}' is also in {other}"
+        else:
+            out.skipped_readers[guess] = str(path)
 
 
 def _check_reader(path: Path, data: dict[str, Any], out: ProfileSet, refs: list[_Ref]) -> bool:

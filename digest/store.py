@@ -12,12 +12,14 @@ import re
 import secrets
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -26,11 +28,31 @@ from digest.errors import ForeignDatabase, NoDatabase, StorageError
 from digest.records import Explanation, Pick, ReaderDigest, StoredItem
 
 DEFAULT_DB = "digest.db"
+#: SQLite's largest integer: a bound parameter above it fails with "datatype mismatch".
+MAX_INTEGER = 2**63 - 1
 
 
 def now_iso() -> str:
     """UTC timestamp for audit columns."""
     return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def event_time(moment: datetime) -> str:
+    """How an event's time is stored: UTC to the microsecond, one fixed-width spelling.
+
+    Equal instants are then equal strings (the events table's uniqueness relies on
+    it) and strings sort as times. A time without an offset is taken as UTC.
+    Raises OverflowError for a time that is not a UTC date (year 1 or 9999 edges).
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def event_tag(tag: str) -> str:
+    """How an event's tag is stored: NFKC, case-folded, spaces collapsed ('MoE' = 'moe')."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", tag).casefold())
+    return " ".join(folded.split())
 
 
 _FTS_TRIGGERS = """
@@ -285,7 +307,37 @@ def m006_embeddings(db: sqlite_utils.Database) -> None:
     )
 
 
-def m007_embedding_text_hash(db: sqlite_utils.Database) -> None:
+def m007_canonical_event_times(db: sqlite_utils.Database) -> None:
+    """Event times in one UTC spelling (`event_time`) and tags folded (`event_tag`).
+
+    The same instant spelled two ways (`09:00+01:00` and `08:00Z`) or one tag in two
+    cases (`MoE`, `moe`) was stored as two events, and re-importing a file spelled
+    differently added it again. Changed rows are taken out and put back in their new
+    form, so each group of equal events keeps one row (an unchanged one if there is
+    one, else the oldest). A stored time that does not parse (none should) is kept.
+    """
+    rows = db.execute("SELECT id, reader, item_id, event, tag, time, origin FROM events")
+    changed = []
+    for row_id, reader, item_id, event, tag, stamp, origin in rows.fetchall():
+        new_time, new_tag = _stored_time(stamp), event_tag(tag)
+        if (new_time, new_tag) != (stamp, tag):
+            changed.append((row_id, reader, item_id, event, new_tag, new_time, origin))
+    db.conn.executemany("DELETE FROM events WHERE id = ?", [(row[0],) for row in changed])
+    db.conn.executemany(
+        "INSERT OR IGNORE INTO events (id, reader, item_id, event, tag, time, origin) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        sorted(changed),
+    )
+
+
+def _stored_time(stamp: str) -> str:
+    try:
+        return event_time(datetime.fromisoformat(stamp))
+    except (ValueError, OverflowError):
+        return stamp
+
+
+def m008_embedding_text_hash(db: sqlite_utils.Database) -> None:
     """Each stored vector names the text it was made from.
 
     An item can gain an abstract after it was embedded (a later sighting enriches
@@ -302,7 +354,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m004_fts_detail_column,
     m005_digest_ledger,
     m006_embeddings,
-    m007_embedding_text_hash,
+    m007_canonical_event_times,
+    m008_embedding_text_hash,
 ]
 
 
@@ -363,6 +416,39 @@ def _check_location(location: str, *, create: bool) -> None:
         raise NoDatabase(f"no database at {location}; run 'digest ingest' first (or check --db)")
 
 
+#: Tables whose rows are data someone would miss; the others are derived or bookkeeping.
+_DATA_TABLES = ("items", "readers", "events", "sends")
+
+
+def remove_if_unused(location: str) -> bool:
+    """Delete a digest database file (and its WAL files) that holds no data; say if it did.
+
+    For a command that created the database and then failed before storing anything:
+    a mistyped `--db` must not leave an empty database behind. Anything that is not
+    such a file (someone else's database, one with items) is left alone.
+    """
+    try:
+        conn = sqlite3.connect(f"file:{_uri_path(location)}?mode=rw", uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if tables and "_migrations" not in tables:
+                return False
+            for table in _DATA_TABLES:
+                if table in tables and conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
+                    return False
+        finally:
+            conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(location + suffix).unlink(missing_ok=True)
+    except (sqlite3.Error, OSError):
+        return False
+    return True
+
+
+def _uri_path(location: str) -> str:
+    return quote(os.path.abspath(location))
+
+
 def _refuse_foreign(conn: sqlite3.Connection, location: str) -> None:
     """Raise when the file holds tables but no `_migrations`: someone else's database.
 
@@ -411,10 +497,12 @@ def _close(conn: sqlite3.Connection | None) -> None:
 class Store:
     """The digest database. Use `Store.open(path)`; close it when done."""
 
-    def __init__(self, db: sqlite_utils.Database, path: str):
+    def __init__(self, db: sqlite_utils.Database, path: str, *, created: bool = False):
         self.db = db
         self.path = path
         self.conn: sqlite3.Connection = db.conn
+        #: True when `open` created the file (it did not exist before).
+        self.created = created
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
@@ -425,8 +513,10 @@ class Store:
         (tables but no `_migrations`) is refused before anything is written to it.
         """
         location = str(DEFAULT_DB if path is None else path)
+        created = False
         if location != ":memory:":
             _check_location(location, create=create)
+            created = not os.path.lexists(location)
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(location, isolation_level=None, timeout=_BUSY_SECONDS)
@@ -441,7 +531,7 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             # The dedup-key index is probed at random; a 64 MB page cache keeps it hot.
             conn.execute("PRAGMA cache_size = -65536")
-            store = cls(db, location)
+            store = cls(db, location, created=created)
             store.migrate()
         except sqlite3.DatabaseError as exc:
             _close(conn)
@@ -693,8 +783,8 @@ class Store:
         and adds nothing. The check and the insert share one write transaction, so
         concurrent requests cannot both count.
         """
-        since = (now - timedelta(seconds=window)).isoformat(timespec="microseconds")
-        stamp = now.isoformat(timespec="microseconds")
+        since = event_time(now - timedelta(seconds=window))
+        stamp = event_time(now)
         with self.transaction():
             row = self.conn.execute(
                 "SELECT id FROM events WHERE reader = ? AND item_id = ? AND event = ? "
@@ -718,7 +808,7 @@ class Store:
                 "DELETE FROM events WHERE id = (SELECT id FROM events WHERE reader = ? AND "
                 "item_id = ? AND event = ? AND origin = 'link' AND time >= ? "
                 "ORDER BY id DESC LIMIT 1)",
-                (reader, item_id, event, since.isoformat(timespec="microseconds")),
+                (reader, item_id, event, event_time(since)),
             )
             return cur.rowcount == 1
 
@@ -1074,7 +1164,8 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY items.first_seen, items.rowid"
         if limit:
-            sql += f" LIMIT {int(limit)}"
+            sql += " LIMIT ?"
+            params.append(min(int(limit), MAX_INTEGER))
         return [_decode_item(row) for row in self.db.query(sql, params)]
 
     def duplicates_of(self, item_id: str) -> list[dict[str, Any]]:

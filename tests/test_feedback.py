@@ -168,10 +168,25 @@ def test_add_and_import_refuse_the_same_fields_the_same_way(
 
 
 @pytest.mark.parametrize(
-    "stamp", ["2026-03-11", "2026-03-11T09:00:00", "2026-03-11T09:00:00Z", "2026-03-11 09:00+01:00"]
+    "stamp,stored",
+    [
+        ("2026-03-11", "2026-03-11T00:00:00.000000+00:00"),
+        ("2026-03-11T09:00:00", "2026-03-11T09:00:00.000000+00:00"),  # no offset: UTC
+        ("2026-03-11T09:00:00Z", "2026-03-11T09:00:00.000000+00:00"),
+        ("2026-03-11 09:00+01:00", "2026-03-11T08:00:00.000000+00:00"),
+        ("2026-03-11T00:30-05:00", "2026-03-11T05:30:00.000000+00:00"),
+        ("2026-03-11T09:00:00.25Z", "2026-03-11T09:00:00.250000+00:00"),
+    ],
 )
-def test_good_times(stamp: str) -> None:
-    assert check_time(stamp) == stamp
+def test_good_times_are_stored_in_one_utc_spelling(stamp: str, stored: str) -> None:
+    assert check_time(stamp) == stored
+    assert check_time(stored) == stored
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00+01:00", "9999-12-31T23:00-05:00"])
+def test_a_time_outside_the_utc_calendar_is_refused(stamp: str) -> None:
+    with pytest.raises(ValidationError, match="bad time"):
+        check_time(stamp)
 
 
 def test_check_row_normalises() -> None:
@@ -232,6 +247,72 @@ def test_rows_without_time_are_the_event_already_stored(items: Store, tmp_path: 
     assert len(items.events("ada")) == 5
 
 
+#: (first spelling, second spelling) of one time, or of one tag.
+SAME_TIME = [
+    ("2026-03-11T09:00+01:00", "2026-03-11T08:00Z"),
+    ("2026-03-11 08:00", "2026-03-11T08:00:00Z"),
+    ("2026-03-11T08:00:00.000+00:00", "2026-03-11T08:00:00Z"),
+    ("2026-03-10T20:00-12:00", "2026-03-11 08:00:00+00:00"),
+    ("2026-03-11", "2026-03-11T00:00:00Z"),
+]
+SAME_TAG = [("MoE", "moe"), ("Mixture  of Experts", "mixture of experts"),
+            ("\uff2d\uff4f\uff25", "moe"), ("STRASSE", "Straße")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "first,second,column",
+    [*((a, b, "time") for a, b in SAME_TIME), *((a, b, "tag") for a, b in SAME_TAG)],
+)
+def test_one_event_spelled_two_ways_is_stored_once(
+    items: Store, tmp_path: Path, first: str, second: str, column: str
+) -> None:
+    item = _item_id(items, TITLES[0])
+    rows = []
+    for n, value in enumerate((first, second)):
+        path = tmp_path / f"fb{n}.csv"
+        time, tag = (value, "x") if column == "time" else ("2026-03-11T08:00Z", value)
+        path.write_text(f"user,item,event,time,tag\nada,{item},tag,{time},{tag}\n")
+        rows.append(import_feedback(items, str(path)))
+    assert (rows[0].imported, rows[1].imported, rows[1].already_known) == (1, 0, 1)
+    time, tag = (second, "x") if column == "time" else ("2026-03-11T08:00Z", second)
+    assert not add_feedback(items, "ada", item, "tag", time=time, tag=tag).added
+    assert len(items.events("ada")) == 1
+
+
+def test_stored_spellings_are_made_one_by_a_migration(db_path: Path, monkeypatch) -> None:
+    """A database from before m007 holds the same events spelled apart; opening it merges them."""
+    from digest import store as store_module
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:6])
+    with Store.open(db_path) as old:
+        ingest(old, [str(CRLF)], today=TODAY)
+        item = _item_id(old, TITLES[0])
+        old.ensure_reader("ada", origin="feedback")
+        old.conn.executemany(
+            "INSERT INTO events (reader, item_id, event, tag, time, origin) "
+            "VALUES ('ada', ?, ?, ?, ?, 'import')",
+            [(item, "click", "", "2026-03-11T09:00+01:00"),
+             (item, "click", "", "2026-03-11T08:00:00Z"),  # the same instant
+             (item, "click", "", "2026-03-11T08:00:00.000000+00:00"),  # already canonical
+             (item, "tag", "MoE", "2026-03-11"),
+             (item, "tag", "moe", "2026-03-11T00:00:00Z"),  # the same tag and time
+             (item, "tag", "RAG", "2026-03-12T10:00:00+02:00"),
+             (item, "like", "", "not a time")],  # kept as it is
+        )  # fmt: skip
+    monkeypatch.undo()
+    with Store.open(db_path) as store:
+        assert store.applied_migrations()[-1] == "m007_canonical_event_times"
+        assert sorted(store.events("ada")) == sorted([
+            ("ada", item, "click", "", "2026-03-11T08:00:00.000000+00:00"),
+            ("ada", item, "tag", "moe", "2026-03-11T00:00:00.000000+00:00"),
+            ("ada", item, "tag", "rag", "2026-03-12T08:00:00.000000+00:00"),
+            ("ada", item, "like", "", "not a time"),
+        ])  # fmt: skip
+        path = db_path.with_name("again.csv")
+        path.write_text(f"user,item,event,time,tag\nada,{item},tag,2026-03-11,MOE\n")
+        assert import_feedback(store, str(path)).already_known == 1
+
+
 # -- 2. hostile files: rows reported, good rows kept, never a traceback -----------------------
 
 
@@ -263,6 +344,48 @@ def test_csv_line_endings_and_line_numbers(items: Store, tmp_path: Path) -> None
     jsonl.write_text(json.dumps(row, ensure_ascii=False) + "\r\n" + "oops\r\n", encoding="utf-8")
     report = import_feedback(items, str(jsonl))
     assert report.imported == 1 and report.problems == [(2, "invalid JSON: Expecting value")]
+
+
+@pytest.mark.parametrize(
+    "row,reason",
+    [
+        ("ad\x00a,{t},click,", "not a valid handle"),
+        ("ada,{t}\x00,click,", "control character or surrogate U+0000"),
+        ("ada,{t},cl\x00ick,", "unknown event"),
+        ("ada,{t},click,2026-03-11\x00", "bad time"),
+        ("ada,{t},tag,,mo\x00e", "control or format character U+0000"),
+        ("\x00", "missing 'item'"),
+        ("\x00,\x00,\x00,\x00", "not a valid handle"),
+    ],
+)
+@pytest.mark.parametrize("padding", [0, 1000, 70_000], ids=["first", "early", "late"])
+def test_a_nul_byte_is_one_bad_row(
+    items: Store, tmp_path: Path, row: str, reason: str, padding: int
+) -> None:
+    """Wherever it is (first row, first 64 KiB or later), a NUL costs its own row only."""
+    filler = "".join(
+        f"ada,{TITLES[1]},click,2026-03-{n % 28 + 1:02d}\n" for n in range(padding // 40)
+    )
+    path = tmp_path / "nul.csv"
+    path.write_bytes(
+        (
+            f"user,item,event,time,tag\n{filler}{row.format(t=TITLES[0])}\n"
+            f"grace,{TITLES[0]},like,,\n"
+        ).encode()
+    )
+    report = import_feedback(items, str(path))
+    line = 2 + filler.count("\n")
+    assert [n for n, _ in report.problems] == [line] and reason in report.problems[0][1]
+    assert ("grace", _item_id(items, TITLES[0]), "like") in {e[:3] for e in items.events()}
+    jsonl = tmp_path / "nul.jsonl"
+    jsonl.write_text(
+        '{"user": "ada", "item": "A CRLF Title", "event": "click"}\n'
+        + json.dumps({"user": "ada\x00", "item": TITLES[1], "event": "like"})
+        + "\n"
+        + '{"user": "lin", "item": "A CRLF\x00 Title", "event": "click"}\n'  # raw NUL: bad JSON
+    )
+    report = import_feedback(items, str(jsonl))
+    assert [n for n, _ in report.problems] == [2, 3]
 
 
 def test_unreadable_file_is_one_error_line(items: Store, runner: CliRunner) -> None:
@@ -427,7 +550,7 @@ def _stored(db: str, rows: list[tuple[str, str, str, str]]) -> None:
         if event == "sent":  # the ledger keeps one row per reader and item: the first send
             assert (user, ids[title]) in sends
         else:
-            assert (user, ids[title], event, "", stamp) in events
+            assert (user, ids[title], event, "", check_time(stamp)) in events
 
 
 _FUZZ = settings(
@@ -442,7 +565,7 @@ _FUZZ = settings(
 def test_import_garbage_keeps_good_rows(fuzz_db: str, case: tuple) -> None:
     data, good, has_garbage = case
     result, _ = _import(fuzz_db, data, ".txt")
-    if b"\x00" in data[:65536] or not _utf8(data):  # the whole file is refused, on one line
+    if not _utf8(data):  # the whole file is refused, on one line
         assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
         return
     assert result.exit_code == (1 if has_garbage else 0), result.output

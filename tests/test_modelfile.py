@@ -161,6 +161,19 @@ def _rewrite(source: Path, target: Path, edit) -> None:
         (lambda h, a: a.update({"history.indptr": a["history.indptr"][:-1]}), "'history'"),
         (lambda h, a: {**h, "params": {**h["params"], "components": "many"}}, "'components'"),
         (lambda h, a: {**h, "scale": {}}, "scale of"),
+        # Numbers that would overflow in C code (NumPy's random state, SciPy, LightFM).
+        (lambda h, a: {**h, "rng": {**h["rng"], "pos": 10**30}}, "field 'rng.pos'"),
+        (lambda h, a: {**h, "rng": {**h["rng"], "pos": 2**31}}, "field 'rng.pos'"),
+        (lambda h, a: {**h, "rng": {**h["rng"], "has_gauss": -5}}, "field 'rng.has_gauss'"),
+        (lambda h, a: {**h, "lightfm": {**h["lightfm"], "max_sampled": 2**40}}, "max_sampled"),
+        (lambda h, a: {**h, "params": {**h["params"], "num_threads": 2**63}}, "num_threads"),
+        (lambda h, a: {**h, "item_ids": [*h["item_ids"][:-1], 10**30]}, r"field .item_ids\[31\]."),
+        (lambda h, a: {**h, "scale": {**h["scale"], "tfidf": [float("nan"), 1.0]}}, "NaN"),
+        (lambda h, a: a.update({"history.shape": np.array([1e30, 1e30])}), "two integers"),
+        (lambda h, a: a.update({"history.shape": np.array([2**40, 40])}), "out of range"),
+        (lambda h, a: a.update({"history.shape": np.array([-4, 40])}), "out of range"),
+        (lambda h, a: a.update({"history.shape": np.array([4, 40, 1])}), "two integers"),
+        (lambda h, a: a.update({"history.indptr": np.zeros(5)}), "indptr is not integers"),
     ],
 )
 def test_corrupt_or_wrong_version_is_one_clear_error(
@@ -200,8 +213,89 @@ def test_truncated_and_mangled_files_fail_cleanly(saved: Path, tmp_path: Path, d
 def test_random_bytes_fail_cleanly(tmp_path: Path, blob: bytes) -> None:
     target = tmp_path / "random.model"
     target.write_bytes(blob)
-    with pytest.raises(ModelError):
+    with pytest.raises(ModelError) as caught:
         Recommender.load(target)
+    assert "allow_pickle" not in str(caught.value)
+
+
+def _npy(shape: tuple, descr: str = "<f4", payload: bytes = b"") -> bytes:
+    """An .npy member whose header declares `shape`, followed by `payload` only."""
+    out = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(out, header)
+    return out.getvalue() + payload
+
+
+def _replace_member(source: Path, target: Path, member: str, data: bytes, **kwargs) -> None:
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", **kwargs) as dst:
+        for name in src.namelist():
+            if name != member:
+                dst.writestr(name, src.read(name))
+        dst.writestr(member, data)
+
+
+@pytest.mark.parametrize(
+    "shape,descr",
+    [
+        ((100_000_000_000,), "<f4"),  # 400 GB declared in a few bytes
+        ((2**31, 2**31), "<f8"),
+        ((10**10, 10**10, 10**10), "<i8"),  # more bytes than a 64-bit size can count
+        ((3,), "<f4"),  # fewer bytes declared than held is corrupt too
+    ],
+)
+def test_a_member_declaring_more_than_it_holds_allocates_nothing(
+    saved: Path, tmp_path: Path, shape: tuple, descr: str
+) -> None:
+    target = tmp_path / "huge.model"
+    _replace_member(saved, target, "idf.npy", _npy(shape, descr, b"\0" * 64))
+    with pytest.raises(ModelError, match=r"array 'idf' of shape .* needs") as caught:
+        Recommender.load(target)
+    assert str(target) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_compression_bomb_is_refused_before_it_is_unpacked(tmp_path: Path) -> None:
+    """64 MB of zeros deflate to some 64 KB: a thousand times its size on disk."""
+    bomb = tmp_path / "bomb.model"
+    with (
+        zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("idf.npy", "w", force_zip64=True) as member,
+    ):
+        member.write(_npy((16 * 2**20,)))
+        for _ in range(64):
+            member.write(bytes(2**20))
+    with pytest.raises(ModelError, match="compression bomb") as caught:
+        modelfile.read(bomb)
+    assert str(bomb) in str(caught.value)
+
+
+def test_an_archive_over_the_size_limit_is_refused(
+    saved: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(modelfile, "MAX_BYTES", 10_000)
+    with pytest.raises(ModelError, match="over the 10,000-byte limit"):
+        modelfile.read(saved)
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"\x00" * 100,
+        b"PK\x03\x04" + bytes(range(256)),  # a zip signature, then noise
+        pickle.dumps({"format": 2}),
+        _npy((2,), "<f4", bytes(8)),  # a bare .npy array, not an archive
+        _npy((1,), "|O", pickle.dumps([1])),  # a bare object array
+        os.urandom(4096),
+    ],
+)
+def test_not_a_model_file_never_suggests_loading_it_unsafely(tmp_path: Path, blob: bytes) -> None:
+    """NumPy's own message offers `allow_pickle=`: the one thing never to do with it."""
+    target = tmp_path / "blob.model"
+    target.write_bytes(blob)
+    with pytest.raises(ModelError, match="not a digest model file") as caught:
+        Recommender.load(target)
+    message = str(caught.value)
+    assert "pickle" not in message and "unsafe" not in message, message
+    assert message.startswith(f"{target}: ")
 
 
 def test_missing_and_directory(tmp_path: Path) -> None:

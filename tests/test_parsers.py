@@ -13,7 +13,7 @@ import pytest
 from conftest import FIXTURES, TODAY
 
 from digest.errors import ParseError
-from digest.parsers import parse_location
+from digest.parsers import parse_location, read_text
 from digest.records import ItemRecord, ParseResult
 
 
@@ -207,6 +207,33 @@ def test_wide_unicode_dumps_and_json_are_read(tmp_path: Path, codec: str, bom: b
     items = tmp_path / "items.jsonl"
     items.write_bytes(bom + '{"title": "Ωmega JSON"}\n'.encode(codec))
     assert [r.title for r in parse_location(str(items), today=TODAY).items] == ["Ωmega JSON"]
+
+
+@pytest.mark.parametrize("codec,bom", [*WIDE, ("utf-8", b""), ("utf-8", b"\xef\xbb\xbf")])
+def test_read_text_decodes_like_the_parsers(tmp_path: Path, codec: str, bom: bytes) -> None:
+    """Plain text inputs (a `--candidates` file of ids) follow the parsers' rule."""
+    path = tmp_path / "ids.txt"
+    path.write_bytes(bom + "# picks\np1\nÜ2\n".encode(codec))
+    assert read_text(str(path)).splitlines() == ["# picks", "p1", "Ü2"]  # no BOM left
+
+
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        ("é".encode("latin-1") * 4, "not UTF-8 text"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256)), "binary data"),
+        (b"", "file is empty"),
+    ],
+)
+def test_read_text_refuses_what_the_parsers_refuse(
+    tmp_path: Path, data: bytes, reason: str
+) -> None:
+    path = tmp_path / "ids.txt"
+    path.write_bytes(data)
+    with pytest.raises(ParseError, match=f"ids.txt: {reason}"):
+        read_text(str(path))
+    with pytest.raises(ParseError, match="no such file"):
+        read_text(str(tmp_path / "missing.txt"))
 
 
 def test_truncated_utf16_is_a_clear_error(tmp_path: Path) -> None:

@@ -90,6 +90,7 @@ def test_fixture_folder(case: str) -> None:
     assert {t: list(team.members) for t, team in found.teams.items()} == want["teams"]
     assert sorted(found.skipped_readers) == want["skipped_readers"]
     assert sorted(found.skipped_teams) == want["skipped_teams"]
+    assert sorted(Path(f).name for f in found.skipped_files) == want["skipped_files"]
     assert len(found.problems) == len(want["problems"]), found.problems
     for name, part in want["problems"]:
         prefix = f"{folder / name}: "
@@ -243,6 +244,30 @@ def test_train_and_rank_without_a_profiles_folder(
     assert {json.loads(line)["user"] for line in ranked.stdout.splitlines()} == {
         "ada", "grace", "lin",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        'handle = "a/b"\n', 'handle = ""\n', "handle = 42\n", 'handle = "\u202eada"\n',
+        'handle = "\u212aate"\n', 'handle = "x\\ny"\n', 'handle = ["ada"]\n',
+        'handle = "grace"\n',  # another file's handle
+    ],
+)  # fmt: skip
+def test_a_profile_with_a_bad_handle_is_reported_skipped(
+    runner: CliRunner, tmp_path: Path, content: str
+) -> None:
+    """`profiles list` (and train, rank) never drop a reader file without saying so."""
+    folder = tmp_path / "profiles"
+    shutil.copytree(PROFILES, folder)
+    (folder / "zz-odd.toml").write_text(content, encoding="utf-8")
+    listed = runner.invoke(cli, ["profiles", "list", "--profiles", str(folder)])
+    assert listed.exit_code == 0, listed.output
+    prefix = f"warning: {folder / 'zz-odd.toml'}: "
+    *problems, skipped = listed.stderr.splitlines()
+    assert skipped.startswith(prefix + "reader ") and "skipped" in skipped, skipped
+    assert problems and all(line.startswith(prefix) for line in problems), problems
+    assert {line.split()[0] for line in listed.stdout.splitlines() if line[:5] != "team "} == GOOD
 
 
 def test_one_invalid_profile_does_not_stop_train_and_rank(

@@ -181,16 +181,20 @@ def sniff_encoding(data: bytes) -> tuple[str, int] | None:
 def decode_text(data: bytes, location: str, *, rows: bool = False) -> str:
     """Text in UTF-8 (a BOM is allowed) or UTF-16/32; binary data is refused clearly.
 
-    With `rows`, a NUL past the first 64 KiB is left for the caller: a row-based
-    file (feedback) reports that one row and keeps the others.
+    With `rows`, a NUL character anywhere in text that decodes is left for the caller:
+    a row-based file (feedback) reports the rows holding one and keeps the others.
+    Bytes that do not decode are binary data when a NUL is among the first 64 KiB.
     """
     sniffed = sniff_encoding(data)
     codec, skip = sniffed or ("utf-8", 0)
-    if sniffed is None and b"\x00" in data[:65536]:
+    looks_binary = sniffed is None and b"\x00" in data[:65536]
+    if looks_binary and not rows:
         raise ParseError("binary data, not a text file", path=location)
     try:
         text = data[skip:].decode(codec)
     except UnicodeDecodeError as exc:
+        if looks_binary:
+            raise ParseError("binary data, not a text file", path=location) from None
         name = "UTF-8" if codec == "utf-8" else f"UTF-8 or {codec.upper()}"
         offset = exc.start + skip
         raise ParseError(f"not {name} text (bad byte at offset {offset})", path=location) from None
@@ -199,6 +203,17 @@ def decode_text(data: bytes, location: str, *, rows: bool = False) -> str:
     if not text.strip():
         raise ParseError("file is empty", path=location)
     return text
+
+
+def read_text(location: str) -> str:
+    """The text of a file (or `-`, standard input) under the one decoding rule inputs share.
+
+    UTF-8 with or without a BOM, or UTF-16/32 (see `decode_text`); anything else is a
+    ParseError naming the file. For every text input that is not parsed as items, such
+    as a `--candidates` list of ids.
+    """
+    name = display_name(location)
+    return decode_text(read_bytes(location), name)
 
 
 def _head_text(data: bytes) -> str:
