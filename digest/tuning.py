@@ -122,8 +122,9 @@ def recent_holdout(
     """Split off the newest `fraction` of items (whole days), or say why it cannot.
 
     `items` are oldest first; `days` (one per item, e.g. first-seen dates) keeps a day
-    from being split, unless that day holds most of the items. Clicks on held-out items are the truth; other signals on them
-    (dislikes, ignored sends) are dropped, as a next day has none yet.
+    from being split, unless that day holds most of the items. Clicks on held-out items
+    are the truth; other signals on them (dislikes, ignored sends) are dropped, as a
+    next day has none yet.
     """
     cut = len(items) - round(fraction * len(items))
     if days is not None:
