@@ -32,6 +32,8 @@ from digest.features import doc_of
 from digest.feedback import import_feedback
 from digest.ingest import ingest
 from digest.model import Recommender
+from digest.parsers import read_text
+from digest.paths import check_output_file
 from digest.profiles import ProfileSet, load_profiles, teams_of
 from digest.rank import Ranking
 from digest.records import ReaderDigest, Recipient, StoredItem
@@ -71,12 +73,7 @@ def candidates(store: Store, day: date, window_days: int = 1) -> list[StoredItem
 
 def candidates_from_file(store: Store, path: str) -> list[StoredItem]:
     """Items named in a file of ids (one per line, '#' comments), all of them known."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise DigestError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise DigestError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    text = read_text(path)
     wanted = []
     for line in text.splitlines():
         ident = line.strip()
@@ -449,6 +446,8 @@ def run(
 ) -> RunReport:
     """The whole daily job for one day; see the module docstring for its guarantees."""
     report = RunReport(dry_run=dry_run)
+    if not dry_run:
+        check_output_file(settings.store.model)  # before ingest and a long train, not after
     workspace = open_workspace(settings, scratch=dry_run)
     try:
         report.warnings += workspace.warnings

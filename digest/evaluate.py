@@ -7,6 +7,7 @@ compared on exactly the same held-out items and readers.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import multiprocessing
 import time
@@ -25,6 +26,7 @@ from digest import embed, tuning
 from digest.errors import DigestError
 from digest.features import ItemDoc, ReaderInfo, make_vectorizer
 from digest.model import Interaction, Recommender
+from digest.paths import atomic_write
 from digest.sysinfo import machine
 
 CUTOFFS = (50, 100, 300)
@@ -92,23 +94,20 @@ def read_citeulike(folder: str | Path) -> Dataset:
 
 
 def write_dataset(data: Dataset, out: str | Path) -> tuple[Path, Path]:
-    """Write items.jsonl and interactions.csv (the generic import formats)."""
+    """Write items.jsonl and interactions.csv (the generic import formats), each atomically."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     items_path, pairs_path = folder / "items.jsonl", folder / "interactions.csv"
-    with items_path.open("w", encoding="utf-8") as handle:
-        for doc in data.items:
-            row = {
-                "id": doc.id,
-                "title": doc.title,
-                "abstract": doc.abstract,
-                "tags": list(doc.tags),
-            }
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    with pairs_path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["user", "item", "event"])
-        writer.writerows((u, i, "click") for u, i in data.pairs)
+    rows = (
+        {"id": doc.id, "title": doc.title, "abstract": doc.abstract, "tags": list(doc.tags)}
+        for doc in data.items
+    )
+    atomic_write(items_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    pairs = io.StringIO(newline="")
+    writer = csv.writer(pairs)
+    writer.writerow(["user", "item", "event"])
+    writer.writerows((u, i, "click") for u, i in data.pairs)
+    atomic_write(pairs_path, pairs.getvalue())
     return items_path, pairs_path
 
 

@@ -780,6 +780,7 @@ class Recommender:
             "terms": [str(t) for t in self.terms()],
             "char_terms": _char_terms(self.char_vectorizer),
             "tuning": self.tuning,
+            "calibrated_on": self.calibrated_on,
             "item_extra": _by_column(self.vocab.item_extra),
             "user_features": _by_column(self.vocab.user),
             "item_ids": self.item_ids,

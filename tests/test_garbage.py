@@ -139,11 +139,6 @@ def test_a_hostile_model_file_is_one_error_line(workspace: Path, name: str) -> N
         assert len(result.stderr.splitlines()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="digest.daily.candidates_from_file still decodes UTF-8 only; it must read the "
-    "file with digest.parsers.read_text (then drop this marker)",
-)
 @pytest.mark.parametrize("codec", ["utf-16", "utf-32", "utf-16-le"])
 def test_a_wide_unicode_candidates_file_is_read(workspace: Path, codec: str) -> None:
     """README: inputs may be UTF-16/32 (with a BOM, or told by ASCII's zero bytes)."""

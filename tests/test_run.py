@@ -1104,3 +1104,13 @@ def test_without_a_service_or_mailbox_the_way_out_is_a_mail_to_the_sender(site: 
         html = message.get_body(("html",)).get_content()
         assert f'href="{mailto}"' in html
         assert "Unsubscribe" in html or "unsubscribe" in html
+
+
+def test_a_model_path_that_cannot_be_written_fails_before_anything_runs(site: Site) -> None:
+    (site.root / "state" / "digest.model").mkdir(parents=True)  # a folder in the way
+    refused = site.run("--date", DAY1)
+    assert refused.exit_code == 1
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "digest.model: cannot write" in errors[0]
+    assert not site.db.exists(), "nothing ingested, nothing trained"
+    assert not list(site.out.rglob("*.eml"))
