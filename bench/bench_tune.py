@@ -11,6 +11,8 @@ Target: the search adds at most 50% to a full train.
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 import tempfile
 import time
@@ -20,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, peak_rss_mb, write_section
 
 from digest import embed
-from digest.evaluate import read_citeulike, write_dataset
+from digest.evaluate import read_citeulike
 from digest.feedback import import_feedback
 from digest.ingest import ingest
 from digest.profiles import ProfileSet
@@ -28,6 +30,21 @@ from digest.store import Store
 from digest.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
+URL = "https://citeulike.example/item/"
+
+
+def write_team(data, root: Path) -> tuple[Path, Path]:
+    """Items as a JSON list with their URLs, and saves as feedback rows naming the URLs."""
+    items, pairs = root / "items.jsonl", root / "feedback.csv"
+    with items.open("w", encoding="utf-8") as handle:
+        for doc in data.items:
+            row = {"id": doc.id, "title": doc.title, "url": f"{URL}{doc.id}"}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with pairs.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user", "item", "event"])
+        writer.writerows((user, f"{URL}{item}", "click") for user, item in data.pairs)
+    return items, pairs
 
 
 def timed(action) -> tuple[float, object]:
@@ -48,10 +65,11 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        items, pairs = write_dataset(data, root / "data")
+        items, pairs = write_team(data, root)
         with Store.open(root / "digest.db") as store:
             ingest(store, [str(items)])
-            import_feedback(store, str(pairs))
+            report = import_feedback(store, str(pairs))
+            assert report.imported == len(set(data.pairs)), report.problems[:3]
             for mode in modes:
                 if mode == "on":
                     train(store, ProfileSet(), None, embeddings="on", tune=False)  # store vectors
