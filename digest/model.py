@@ -569,7 +569,7 @@ class Recommender:
             history = self._rows_or_zero(self.history_matrix, rows)
             expanded = nn.expand(history, self.co_clicks, strength)
             for name in neighbour_scorers:
-                out[name] = nn.score(expanded, _keep(side[name], k or self.neighbours_k))
+                out[name] = nn.score(expanded, nn.keep_top(side[name], k or self.neighbours_k))
         if "lightfm_linear" in wanted:
             weights = self._linear("lf", ridge)
             out["lightfm_linear"] = linear.scores(weights, rows, side["lightfm_unit"])
@@ -1087,14 +1087,6 @@ def _normalize_dense(matrix: np.ndarray) -> np.ndarray:
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     """Dense rows scaled to unit length (zero rows stay zero), as float32."""
     return _normalize_dense(np.asarray(matrix, dtype=np.float32))
-
-
-def _keep(neighbours: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Each row's k most similar neighbours (prepared lists may hold more)."""
-    counts = np.diff(neighbours.indptr)
-    if len(counts) == 0 or counts.max() <= k:
-        return neighbours
-    return nn.top_per_row(neighbours, k)
 
 
 def _positives(interactions: list[Interaction]) -> int:

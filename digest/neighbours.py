@@ -54,15 +54,46 @@ def nearest(
             sims[hit, own[hit]] = -np.inf
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         picked = np.take_along_axis(sims, top, axis=1)
+        # Most similar first within each row, so a shorter list is a prefix (`keep_top`).
+        order = np.argsort(-picked, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        picked = np.take_along_axis(picked, order, axis=1)
         keep = np.isfinite(picked) & (picked > 0)
         local = np.broadcast_to(np.arange(len(sims))[:, None], top.shape)
         rows.append(local[keep] + start)
         cols.append(top[keep])
         vals.append(picked[keep])
+    return _rows_in_order(
+        np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (n_query, n_base)
+    )
+
+
+def keep_top(neighbours: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """The first k neighbours of each row of a `nearest` result (most similar first)."""
+    counts = np.diff(neighbours.indptr)
+    if len(counts) == 0 or counts.max() <= k:
+        return neighbours
+    position = np.arange(neighbours.nnz) - np.repeat(neighbours.indptr[:-1], counts)
+    mask = position < k
+    indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, k))])
     return sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_query, n_base),
-        dtype=np.float32,
+        (neighbours.data[mask], neighbours.indices[mask], indptr), shape=neighbours.shape
+    )
+
+
+def _rows_in_order(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """A CSR matrix keeping each row's entries in the given order (rows ascending).
+
+    `scipy.sparse.csr_matrix((data, (rows, cols)))` would sort each row by column and
+    lose the most-similar-first order that `keep_top` relies on.
+    """
+    counts = np.bincount(rows, minlength=shape[0]) if len(rows) else np.zeros(shape[0], int)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    order = np.argsort(rows, kind="stable")
+    return sp.csr_matrix(
+        (vals[order].astype(np.float32), cols[order], indptr), shape=shape, dtype=np.float32
     )
 
 

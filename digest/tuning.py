@@ -35,7 +35,7 @@ MIN_CLICKS = 30
 MIN_READERS = 5
 MIN_ITEMS = 20
 #: Validation readers scored (a seeded sample beyond this): bounds the search's cost.
-MAX_READERS = 1000
+MAX_READERS = 600
 #: The settings tried. Neighbour counts and co-click expansion apply to every
 #: neighbour scorer; ridge strengths to the linear scorers over each item space.
 K_GRID = (25, 50, 100)
@@ -379,7 +379,14 @@ def in_background(**kwargs) -> Future:
     Spawned rather than forked: the caller may already run torch's or OpenMP's threads.
     """
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_one_thread)
     future = pool.submit(tune, **kwargs)
     pool.shutdown(wait=False)
     return future
+
+
+def _one_thread() -> None:
+    """The search shares the machine with the final fit: one BLAS thread, not all cores."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)

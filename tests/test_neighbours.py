@@ -66,3 +66,25 @@ def test_score_collects_neighbour_history_weights() -> None:
     # two new items: the first resembles past items 0 and 1, the second past item 2
     neighbours = sp.csr_matrix(np.array([[0.9, 0.8, 0], [0, 0, 0.6]], np.float32))
     assert np.allclose(nn.score(expanded, neighbours), [[0.9, 0.3]])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_query=st.integers(1, 30),
+    n_base=st.integers(1, 60),
+    k_max=st.integers(1, 20),
+    k=st.integers(1, 25),
+)
+def test_a_shorter_neighbour_list_is_the_nearest_of_the_longer_one(
+    seed: int, n_query: int, n_base: int, k_max: int, k: int
+) -> None:
+    """The weight search prepares k_max neighbours once and tries every k up to it."""
+    rng = np.random.RandomState(seed)
+    query, base = rng.rand(n_query, 8).astype(np.float32), rng.rand(n_base, 8).astype(np.float32)
+    longer = nn.nearest(query, base, k_max)
+    assert np.allclose(
+        nn.keep_top(longer, k).toarray(), nn.nearest(query, base, min(k, k_max)).toarray()
+    )
+    kept = nn.keep_top(longer, k)
+    assert (np.diff(kept.indptr) <= k).all()
