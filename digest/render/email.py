@@ -38,6 +38,7 @@ from digest.errors import ConfigError
 from digest.records import Explanation, Pick, ReaderDigest, Recipient
 from digest.render.links import Links, is_web_url
 from digest.render.templates import environment
+from digest.text import display_text
 
 #: Folding long headers breaks List-Unsubscribe URLs in some receivers; never fold.
 #: (Bodies are quoted-printable, so no body line comes near SMTP's 998-octet limit.)
@@ -56,14 +57,6 @@ _MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
 )  # fmt: skip
-#: What displayed text drops: C0 and C1 controls but the line breaks and tabs that
-#: `clean` turns into spaces, lone surrogates (not encodable), and bidi embeddings,
-#: overrides, isolates and marks, which reorder what a reader sees (U+202E makes
-#: "gpj.exe" read as "exe.jpg"); also a BOM and the noncharacters U+FFFE and U+FFFF.
-_UNSEEN = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff"
-    "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]"
-)
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 HTML_TEMPLATE = "email.mjml.j2"
@@ -310,17 +303,10 @@ def make_message_id(digest: ReaderDigest, domain: str) -> str:
     return f"<digest.{digest.day.isoformat()}.{who}@{domain}>"
 
 
-def clean(text: str | None) -> str:
-    """Text safe to display on one line: no control, bidi or surrogate characters.
-
-    Control characters could confuse a mail client or a terminal, bidi overrides
-    reorder what the reader sees, and a lone surrogate cannot be encoded as UTF-8.
-    Line breaks and tabs become spaces, and runs of spaces collapse to one.
-    """
-    if not text:
-        return ""
-    # str.split() also splits on \t, \n, \r, U+2028 and U+2029, so they become spaces.
-    return " ".join(_UNSEEN.sub("", text).split())
+#: Text safe to display on one line: the renderers' one cleaning rule (`display_text`).
+#: Control characters could confuse a mail client or a terminal, bidi overrides
+#: reorder what the reader sees, and a lone surrogate cannot be encoded as UTF-8.
+clean = display_text
 
 
 def wrap(text: str, width: int) -> str:

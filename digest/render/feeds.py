@@ -14,10 +14,19 @@ bytes, and an entry keeps its id and dates for as long as it stays in the window
 
 Both documents come from autoescaped Jinja templates (`feed.atom.xml.j2`,
 `feed.rss.xml.j2`), the HTML body of each entry from the autoescaped
-`feed_entry.html.j2`. Item text may hold anything, so every string is stripped of
-the characters XML 1.0 forbids before it reaches a template, and only http(s) URLs
-ever become links. Dates are formatted without the locale (RFC 3339 for Atom,
-RFC 822 by `email.utils` for RSS), so rendering is safe in threads.
+`feed_entry.html.j2`. Item text may hold anything, so every string goes through the
+renderers' one cleaning rule (`digest.text.display_text`: no control, bidi or other
+unseen characters, which also leaves nothing XML 1.0 forbids) before it reaches a
+template, and only http(s) URLs ever become links.
+
+RSS 2.0 does not say whether a title is text or HTML, and readers (feedparser
+among them) treat one that looks like HTML as HTML: `<![CDATA[ <b>x</b> ]]>` would
+show as "x" or nothing. So RSS titles are written HTML-escaped (`&`, `<` and `>`
+as entities, then escaped again as XML): such a reader shows them literally, and a
+title without those characters is written as it is. Atom titles are `type="text"`.
+
+Dates are formatted without the locale (RFC 3339 for Atom, RFC 822 by `email.utils`
+for RSS), so rendering is safe in threads.
 
 `render_feeds` builds the entries once for both kinds, and what depends on a paper
 alone (its cleaned text, and its author and subject elements from
@@ -40,6 +49,7 @@ from markupsafe import Markup, escape
 from digest.records import Pick, ReaderDigest, StoredItem
 from digest.render.links import Links, is_web_url
 from digest.render.templates import environment, render
+from digest.text import display_text
 
 KINDS = ("atom", "rss")
 #: The Content-Type to serve each kind with (also the `type` of its self link).
@@ -103,6 +113,8 @@ class _Paper:
     """One item as every feed shows it: XML-safe lines, only http(s) links."""
 
     title: str
+    #: The title HTML-escaped, as RSS carries it (see the module docstring).
+    rss_title: str
     abstract: str
     authors: tuple[str, ...]
     more_authors: int
@@ -167,6 +179,17 @@ def xml_text(value: str) -> str:
     return _NOT_XML.sub("", value)
 
 
+def html_text(text: str) -> str:
+    """Text as HTML that shows it literally: `&`, `<` and `>` as entities, quotes kept.
+
+    Quotes stay as they are: an entity would make a reader that takes the text for
+    HTML do so, and a plain-text reader show the entity.
+    """
+    if "&" in text or "<" in text or ">" in text:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text
+
+
 def _tag_part(value: str) -> str:
     # RFC 4151 allows pchar in the specific part; "/" separates audience and item.
     # Percent-encoding keeps every character (even a lone surrogate) distinct.
@@ -178,7 +201,7 @@ def _document(kind: str, settings: FeedSettings, entries: list[_Entry], newest: 
     rfc3339, rfc822 = _stamp(newest)
     xml = render(
         f"feed.{kind}.xml.j2",
-        title=title,
+        title=html_text(title) if kind == "rss" else title,
         subtitle=f"{title}: new research papers picked for you, newest day first",
         self_url=settings.self_url,
         self_type=MEDIA_TYPES[kind],
@@ -201,7 +224,7 @@ def _entries(
         stamps = _day_stamps(digest.day, settings.delivery, len(picks))
         newest = max(newest, _entry_time(digest.day, settings.delivery, 0, len(picks)))
         per_day = {
-            "audience": xml_text(f"team {digest.name}" if digest.is_team else digest.name),
+            "audience": display_text(f"team {digest.name}" if digest.is_team else digest.name),
             "day": digest.day.isoformat(),
         }
         for pick, (rfc3339, rfc822) in zip(picks, stamps, strict=True):
@@ -299,8 +322,10 @@ def _paper(item: StoredItem) -> _Paper:
     shown = tuple(authors[:MAX_AUTHORS])
     tags = tuple([t for t in (_line(t, NAME_LIMIT) for t in item.tags) if t][:MAX_TAGS])
     elements = environment().get_template("feed_paper.xml.j2").module
+    title = _line(item.title, TITLE_LIMIT) or "(untitled)"
     return _Paper(
-        title=_line(item.title, TITLE_LIMIT) or "(untitled)",
+        title=title,
+        rss_title=html_text(title),
         abstract=_line(item.abstract, ABSTRACT_LIMIT),
         authors=shown,
         more_authors=max(len(authors) - MAX_AUTHORS, 0),
@@ -333,9 +358,9 @@ def _linkable(url: str) -> bool:
     return is_web_url(url) and not _NOT_XML.search(url)
 
 
-def _line(value: str, limit: int) -> str:
-    """Item text as one XML-safe line of at most `limit` characters."""
-    text = " ".join(xml_text(value).split())
+def _line(value: str | None, limit: int) -> str:
+    """Item text as one line a reader sees, at most `limit` characters (XML-safe too)."""
+    text = display_text(value)
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]

@@ -6,8 +6,9 @@ here, in Python, before the template sees it; the template only lays the pieces 
 
 Escaping rules (the same for every value that lands in the body):
 
-- `plain_text`: C0/C1 control characters, unpaired surrogates and bidi controls
-  (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) are removed; every run of
+- `plain_text` (`digest.text.display_text`, the rule email and feeds use too): C0/C1
+  control characters, unpaired surrogates, bidi controls (U+061C, U+200E, U+200F,
+  U+202A-U+202E, U+2066-U+2069), a BOM and U+FFFE/U+FFFF are removed; every run of
   whitespace (newlines and tabs included) becomes one space; the ends are trimmed.
   Everything else is kept as written, so the visible text is exactly `plain_text(value)`.
 - `escape_markdown`: `plain_text`, then a backslash before every ASCII punctuation
@@ -36,6 +37,7 @@ from digest.errors import ConfigError
 from digest.records import Pick, ReaderDigest, Recipient
 from digest.render.links import Links, is_web_url
 from digest.render.templates import render
+from digest.text import display_text
 
 TEMPLATE = "post.md.j2"
 #: Team names and handles, as `digest.profiles` accepts them: nothing that can leave a folder.
@@ -44,12 +46,6 @@ MAX_AUTHORS = 6
 MAX_ABSTRACT = 600
 MAX_TAGS = 5
 
-# Removed outright: controls that are not whitespace, lone surrogates (not encodable
-# as UTF-8), and bidi controls that could make text display differently from what it is.
-_DROPPED = re.compile(
-    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
-    "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
 _MD_ESCAPES = {ord(ch): "\\" + ch for ch in string.punctuation}
 # Everything a URL may hold except what ends or confuses a markdown link destination.
 _URL_SAFE = "/:?#[]@!$&'*+,;=%-._~"
@@ -138,9 +134,8 @@ def _item_tags(pick: Pick) -> set[str]:
     return {t for t in (plain_text(tag) for tag in pick.item.tags) if t}
 
 
-def plain_text(text: str | None) -> str:
-    """One line of visible text: controls and bidi marks dropped, whitespace collapsed."""
-    return " ".join(_DROPPED.sub("", text or "").split())
+#: One line of visible text: the renderers' one cleaning rule (`display_text`).
+plain_text = display_text
 
 
 def escape_markdown(text: str | None) -> str:
@@ -212,8 +207,13 @@ def _entry(digest: ReaderDigest, pick: Pick, links: Links) -> _Entry:
         abstract=escape_markdown(_trim(plain_text(item.abstract), MAX_ABSTRACT)),
         links=_extra_links(item.code_url, item.project_urls),
         why=escape_markdown(pick.why.text()),
-        members=", ".join(escape_markdown(m) for m in pick.members) if digest.is_team else "",
+        members=_names(pick.members) if digest.is_team else "",
     )
+
+
+def _names(names: tuple[str, ...]) -> str:
+    """Names as markdown, joined; one with nothing visible left is left out."""
+    return ", ".join(n for n in (escape_markdown(m) for m in names) if n)
 
 
 def _authors(authors: tuple[str, ...]) -> str:
