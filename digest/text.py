@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 import unicodedata
 from collections.abc import Iterable
 
@@ -103,6 +102,8 @@ def phrase_matches(texts: list[str], phrases: Iterable[str]) -> dict[str, set[in
     SQLite FTS5 porter tokenizer as the store's search index (in memory, so nothing
     touches the database); a phrase of several words must appear as a phrase.
     """
+    import sqlite3  # here: renderers import this module and must not load SQLite
+
     wanted = {p: _WORD.findall(p) for p in set(phrases)}
     wanted = {p: words for p, words in wanted.items() if words}
     if not wanted or not texts:
