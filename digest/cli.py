@@ -24,15 +24,12 @@ import click
 
 from digest import __version__, daily
 from digest.errors import DigestError
-from digest.evaluate import evaluate, read_citeulike, read_dataset, render_markdown, write_dataset
 from digest.feedback import add_feedback, import_feedback
 from digest.ingest import FileOutcome, ingest
-from digest.model import Recommender
 from digest.parsers import FORMATS
 from digest.profiles import ProfileSet, load_profiles, teams_of, valid_handle
 from digest.settings import Settings, example_config, load_settings
 from digest.store import Store
-from digest.training import sync_readers, train
 
 
 class DigestGroup(click.Group):
@@ -408,6 +405,8 @@ def train_cmd(
         ctx, **{"store.model": model_path, "readers.profiles": profiles_dir,
                 "model.epochs": epochs, "model.seed": seed, "model.embeddings": embeddings},
     )  # fmt: skip
+    from digest.training import sync_readers, train  # loads the model's libraries
+
     store = open_store(ctx, settings)
     profiles = _profiles(settings)
     sync_readers(store, profiles)
@@ -459,6 +458,8 @@ def rank_cmd(
     )  # fmt: skip
     store = open_store(ctx, settings, create=False)
     profiles = _profiles(settings)
+    from digest.model import Recommender  # loads the model's libraries
+
     model = Recommender.load(settings.store.model)
     when = new_on or day or daily.latest_day(store)
     items = (
@@ -690,6 +691,8 @@ def evaluate_cmd(
     Baselines (random, text-predicted popularity, TF-IDF centroid, per-reader SVM,
     LightFM alone) run on the same split.
     """
+    from digest.evaluate import evaluate, read_citeulike, read_dataset, render_markdown
+
     if citeulike:
         data = read_citeulike(citeulike)
     elif items_path and interactions:
@@ -721,6 +724,8 @@ def evaluate_cmd(
 @click.option("--out", required=True, help="Folder for items.jsonl and interactions.csv.")
 def dataset_cmd(folder: str, out: str) -> None:
     """Convert citeulike-a into the generic import formats (items JSONL, interactions CSV)."""
+    from digest.evaluate import read_citeulike, write_dataset
+
     items_path, pairs_path = write_dataset(read_citeulike(folder), out)
     click.echo(f"wrote {items_path} and {pairs_path}")
 

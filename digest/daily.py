@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
@@ -29,14 +30,17 @@ from digest.dispatch import Dispatcher, Outcome, utc_now
 from digest.errors import DigestError, ForeignDatabase, StorageError
 from digest.feedback import import_feedback
 from digest.ingest import ingest
-from digest.model import Recommender
 from digest.profiles import ProfileSet, load_profiles, teams_of
-from digest.rank import Ranking
 from digest.records import ReaderDigest, Recipient, StoredItem
 from digest.render.email import render_email
 from digest.settings import Settings
 from digest.store import Store
-from digest.training import sync_readers, train
+
+# The model and ranking (numpy, scipy, scikit-learn, LightFM) load on first use, so
+# commands that need no model start in a fraction of a second.
+if TYPE_CHECKING:
+    from digest.model import Recommender
+    from digest.rank import Ranking
 
 #: progress(stage, done, total): the CLI draws a bar on a terminal, log lines otherwise.
 Progress = Callable[[str, int, int], None]
@@ -156,6 +160,8 @@ def rank_readers(
     min_score: float | None = None,
 ) -> list[ReaderDigest]:
     """Rank `items` for `readers`, never offering what the ledger says they had."""
+    from digest.rank import Ranking
+
     ranking = Ranking(
         model, items, profiles=profiles, exclude=store.seen_by_all(), day=day,
         diversity=diversity, min_score=min_score,
@@ -191,6 +197,8 @@ def plan(
     if todo:
         # No candidates today: every digest is empty, and no model needs updating.
         fitted = model() if callable(model) and items else model
+        from digest.rank import Ranking
+
         ranking = Ranking(
             fitted, items, profiles=profiles, exclude=store.seen_by_all(), day=day,
             diversity=diversity, min_score=min_score,
@@ -235,6 +243,8 @@ def update_model(
 
     Sends from `day` on are not yet negatives (see `training.train`).
     """
+    from digest.training import train
+
     path = settings.store.model
     params = {
         "epochs": settings.model.epochs,
@@ -450,6 +460,8 @@ def _run(
     ws: Workspace, report: RunReport, day: date | None, only: str | None,
     progress: Progress, now: datetime,
 ) -> None:  # fmt: skip
+    from digest.training import sync_readers
+
     settings, store = ws.settings, ws.store
     with _timed(report, "ingest"):
         _ingest_sources(ws, report, day)
@@ -571,6 +583,8 @@ def preview(
     Uses the stored plan for the day when there is one (what was or will be sent),
     else ranks with the saved model without storing anything.
     """
+    from digest.model import Recommender
+
     ws = open_workspace(settings, create=False)
     try:
         when = day or latest_day(ws.store)
