@@ -520,14 +520,28 @@ def test_the_html_template_is_compiled_once_with_the_per_email_tags_intact() -> 
     assert "<mj-" not in html and "[%" not in html and "[[" not in html
     for tag in (
         "<title>{{ subject }}</title>",
-        "{% for item in items %}",
-        "{% if not loop.first %}",
-        'href="{{ item.url }}"',
-        "{{ item.title }}",
+        "{% for html in item_html %}",
         'href="{{ unsubscribe_url }}"',
     ):
         assert tag in html, tag
     assert html_template() is html_template()
+
+
+def test_an_items_html_is_rendered_once_per_paper_and_filled_in_per_email() -> None:
+    """Two readers get the same paper: one fragment, each with their own links and rank."""
+    paper = item(1)
+    ada, bob = Recipient("ada", "Ada", "ada@example.org"), Recipient("bob", "Bob", "b@x.org")
+    mails = [
+        rendered(ReaderDigest(who.audience, DAY, (Pick(paper, rank, 1.0, Explanation()),)), who)
+        for rank, who in ((1, ada), (3, bob))
+    ]
+    for mail, (rank, who) in zip(mails, ((1, "ada"), (3, "bob")), strict=True):
+        found = assert_safe(mail.html)
+        assert found.titles == ["Paper 1: sparse attention for long documents"]
+        tracked = [h for h in found.hrefs if h.startswith((f"{BASE}/c/", f"{BASE}/f/"))]
+        assert tracked and all(SIGNER.verify(h.rsplit("/", 1)[1]).reader == who for h in tracked)
+        assert f"#{rank}" in found.text
+        assert "\x00" not in mail.html
 
 
 @pytest.mark.parametrize("count", [1, 20])

@@ -32,12 +32,13 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 import jinja2
+from markupsafe import Markup, escape
 from mjml import mjml2html
 
 from digest.errors import ConfigError
-from digest.records import Explanation, Pick, ReaderDigest, Recipient
+from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.links import Links, is_web_url
-from digest.render.templates import environment
+from digest.render.templates import Slotted, environment, slot
 from digest.text import display_text
 
 #: Folding long headers breaks List-Unsubscribe URLs in some receivers; never fold.
@@ -60,6 +61,7 @@ _MONTHS = (
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 HTML_TEMPLATE = "email.mjml.j2"
+ITEM_TEMPLATE = "email_item.html.j2"
 TEXT_TEMPLATE = "email.txt.j2"
 #: The MJML template's compile-time syntax; `{% %}`, `{{ }}` and `{# #}` are left for
 #: each email, and must come through mjml2html unchanged.
@@ -207,12 +209,15 @@ def render_email(
 
     html_page, text_page = html_template(settings.templates), text_template(settings.templates)
 
+    item_html = [_item_html(view, n == 0, settings.templates) for n, view in enumerate(items)]
+
     def html_for(n: int) -> str:
         shown = items[:n]
         with _template_errors(HTML_TEMPLATE):
             return html_page.render(
-                context, items=shown, hidden=len(items) - n, preheader=_preheader(shown)
-            )
+                context, items=shown, item_html=item_html[:n], hidden=len(items) - n,
+                preheader=_preheader(shown),
+            )  # fmt: skip
 
     shown, html = _fit(len(items), html_for, settings.max_html_bytes)
     hidden = len(items) - shown
@@ -262,10 +267,73 @@ def compile_html(templates: str | None = None) -> str:
 
 
 @lru_cache(maxsize=8)
+def item_template(templates: str | None = None) -> jinja2.Template:
+    """`email_item.html.j2`, one item of the HTML body (autoescaped, by its name)."""
+    with _template_errors(ITEM_TEMPLATE):
+        return environment(templates).get_template(ITEM_TEMPLATE)
+
+
+def _item_html(view: ItemView, first: bool, templates: str | None) -> Markup:
+    """One item's HTML: its paper's fragment with this reader's values filled in."""
+    fragment = _item_fragment(
+        templates, view.title, view.authors, view.abstract, view.extra_links, first,
+        view.url is not None, view.more_url is not None, view.less_url is not None,
+        bool(view.members), tuple(bool(label) for label, _ in view.why),
+    )  # fmt: skip
+    values = {
+        "rank": str(view.rank),
+        "url": _html(view.url),
+        "more": _html(view.more_url),
+        "less": _html(view.less_url),
+        "members": _html(view.members),
+        "why": _html(view.why_text),
+    }
+    for n, (label, value) in enumerate(view.why):
+        values[f"label{n}"], values[f"value{n}"] = _html(label), _html(value)
+    return Markup(fragment.fill(values))
+
+
+# An item's HTML is mostly its paper's (title, authors, abstract, code and project
+# links) and the same in every email it is in: `email_item.html.j2` is rendered once
+# per paper and shape (which parts the item has, and whether it comes first), with
+# slots for what is the reader's, and each email fills them in.
+@lru_cache(maxsize=32768)
+def _item_fragment(
+    templates: str | None, title: str, authors: str, abstract: str,
+    extra_links: tuple[tuple[str, str], ...], first: bool, url: bool, more: bool,
+    less: bool, members: bool, why_shape: tuple[bool, ...],
+) -> Slotted:  # fmt: skip
+    view = ItemView(
+        rank=slot("rank"),  # type: ignore[arg-type]  # a slot, filled in per email
+        title=title,
+        url=slot("url") if url else None,
+        authors=authors,
+        abstract=abstract,
+        extra_links=extra_links,
+        why=tuple(
+            (slot(f"label{n}") if labelled else "", slot(f"value{n}"))
+            for n, labelled in enumerate(why_shape)
+        ),
+        why_text=slot("why"),
+        members=slot("members") if members else "",
+        more_url=slot("more") if more else None,
+        less_url=slot("less") if less else None,
+    )
+    with _template_errors(ITEM_TEMPLATE):
+        html = item_template(templates).render(item=view, first=first)
+    return Slotted.of(html.rstrip("\n"))
+
+
+def _html(text: str | None) -> str:
+    return str(escape(text)) if text else ""
+
+
+@lru_cache(maxsize=8)
 def text_template(templates: str | None = None) -> jinja2.Template:
     """`email.txt.j2`, loaded once per process and templates folder, with `wrap` as a filter."""
     env = environment(templates).overlay()
-    env.filters = {**env.filters, "wrap": wrap}  # an overlay shares its parent's dict
+    # An overlay shares its parent's dict. `indent` is Jinja's, cached like `wrap`.
+    env.filters = {**env.filters, "wrap": wrap, "indent": _indent}
     with _template_errors(TEXT_TEMPLATE):
         return env.get_template(TEXT_TEMPLATE)
 
@@ -309,6 +377,8 @@ def make_message_id(digest: ReaderDigest, domain: str) -> str:
 clean = display_text
 
 
+# Cached: the text part wraps the same titles and abstracts in every reader's email.
+@lru_cache(maxsize=16384)
 def wrap(text: str, width: int) -> str:
     """`text` in lines of at most `width` characters, broken only at spaces.
 
@@ -317,6 +387,11 @@ def wrap(text: str, width: int) -> str:
     break_on_hyphens=False)`, many times faster: that one goes through textwrap.
     """
     return "\n".join(_line_pattern(max(width, 1)).findall(" ".join(text.split())))
+
+
+@lru_cache(maxsize=16384)
+def _indent(text: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    return jinja2.filters.do_indent(text, width, first, blank)
 
 
 @lru_cache(maxsize=16)
@@ -360,19 +435,40 @@ def _page_context(
 
 def _item_view(pick: Pick, digest: ReaderDigest, links: Links) -> ItemView:
     item = pick.item
+    title, authors, abstract, extra_links = _paper_view(item)
+    why, why_text = _why(pick.why)
     return ItemView(
         rank=pick.rank,
-        title=_excerpt(item.title, TITLE_CHARS) or "(untitled)",
+        title=title,
         url=_web(links.item(digest.audience, item, digest.day)),
-        authors=_authors(item.authors),
-        abstract=_excerpt(item.abstract, ABSTRACT_CHARS),
-        extra_links=_extra_links(item.code_url, item.project_urls, item.url),
-        why=_why_parts(pick.why),
-        why_text=clean(pick.why.text()),
+        authors=authors,
+        abstract=abstract,
+        extra_links=extra_links,
+        why=why,
+        why_text=why_text,
         members=", ".join(clean(m) for m in pick.members),
         more_url=_web(links.feedback(digest.audience, item, digest.day, "more")),
         less_url=_web(links.feedback(digest.audience, item, digest.day, "less")),
     )
+
+
+# The same papers go to many readers: what an email shows of a paper whoever gets it
+# (title, authors, abstract, links) is cleaned and trimmed once, not once per email.
+# Two weeks of a thousand new papers a day fit; an edited item is a different key.
+@lru_cache(maxsize=16384)
+def _paper_view(item: StoredItem) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+    return (
+        _excerpt(item.title, TITLE_CHARS) or "(untitled)",
+        _authors(item.authors),
+        _excerpt(item.abstract, ABSTRACT_CHARS),
+        _extra_links(item.code_url, item.project_urls, item.url),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _why(why: Explanation) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The reason as (label, value) parts and as one line; readers share many reasons."""
+    return _why_parts(why), clean(why.text())
 
 
 def _excerpt(text: str | None, limit: int) -> str:

@@ -28,9 +28,11 @@ title without those characters is written as it is. Atom titles are `type="text"
 Dates are formatted without the locale (RFC 3339 for Atom, RFC 822 by `email.utils`
 for RSS), so rendering is safe in threads.
 
-`render_feeds` builds the entries once for both kinds, and what depends on a paper
-alone (its cleaned text, and its author and subject elements from
-`feed_paper.xml.j2`) is made once per process, however many readers it goes to.
+`render_feeds` builds the entries once for both kinds. What depends on a paper alone
+is made once per process, however many readers it goes to: its cleaned text, its
+entry body (`feed_entry.html.j2`) and its element of each kind (`feed_entry.xml.j2`),
+both rendered with slots for the few values that are each reader's (see
+`digest.render.templates.Slotted`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from markupsafe import Markup, escape
 
 from digest.records import Pick, ReaderDigest, StoredItem
 from digest.render.links import Links, is_web_url
-from digest.render.templates import environment, render
+from digest.render.templates import Slotted, environment, render, slot
 from digest.text import display_text
 
 KINDS = ("atom", "rss")
@@ -119,8 +121,7 @@ class _Paper:
     authors: tuple[str, ...]
     more_authors: int
     related: tuple[tuple[str, str], ...]
-    #: Its authors and subjects as each kind's elements (from `feed_paper.xml.j2`).
-    xml: dict[str, Markup]
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +129,10 @@ class _Entry:
     """One pick as both kinds show it: every string XML-safe, every link http(s)."""
 
     id: str
-    paper: _Paper
+    item: StoredItem
     link: str | None
     #: The HTML body escaped as XML character data, once for both kinds.
-    content: Markup
+    content: str
     rfc3339: str
     rfc822: str
 
@@ -190,6 +191,7 @@ def html_text(text: str) -> str:
     return text
 
 
+@lru_cache(maxsize=16384)  # every entry of a feed has the same audience
 def _tag_part(value: str) -> str:
     # RFC 4151 allows pchar in the specific part; "/" separates audience and item.
     # Percent-encoding keeps every character (even a lone surrogate) distinct.
@@ -207,41 +209,114 @@ def _document(kind: str, settings: FeedSettings, entries: list[_Entry], newest: 
         self_type=MEDIA_TYPES[kind],
         site_url=settings.site_url,
         updated=rfc3339 if kind == "atom" else rfc822,
-        entries=entries,
+        entries=[
+            Markup(_element(kind, e.item, e.link is not None).fill(_slots(kind, e)))
+            for e in entries
+        ],
     )
     return xml.encode("utf-8")
+
+
+# An entry's element is the same in every feed its paper is in but for its id, link,
+# time and body: `feed_entry.xml.j2` is rendered once per kind, paper and shape, with
+# slots for those, and each feed fills them in.
+@lru_cache(maxsize=16384)
+def _element(kind: str, item: StoredItem, link: bool) -> Slotted:
+    """The `kind` element of an entry for `item`, with slots for the entry's own values."""
+    macro = getattr(environment().get_template("feed_entry.xml.j2").module, kind)
+    entry = {
+        "id": slot("id"),
+        "link": slot("link") if link else None,
+        "time": slot("time"),
+        "content": Markup(slot("content")),  # already escaped: see `_html_as_xml`
+    }
+    return Slotted.of(str(macro(entry, _paper(item))))
+
+
+def _slots(kind: str, entry: _Entry) -> dict[str, str]:
+    return {
+        "id": str(escape(entry.id)),
+        "link": str(escape(entry.link or "")),
+        "time": entry.rfc3339 if kind == "atom" else entry.rfc822,
+        "content": entry.content,
+    }
 
 
 def _entries(
     digests: Sequence[ReaderDigest], settings: FeedSettings
 ) -> tuple[list[_Entry], datetime]:
     """The window's entries in feed order, and the feed's time."""
-    html_body = environment().get_template("feed_entry.html.j2").module.body
+    links = settings.links
     entries = []
     newest = EMPTY_FEED_TIME
     for digest in _window(digests, settings.days):
         picks = _ranked(digest.picks)
         stamps = _day_stamps(digest.day, settings.delivery, len(picks))
         newest = max(newest, _entry_time(digest.day, settings.delivery, 0, len(picks)))
-        per_day = {
-            "audience": display_text(f"team {digest.name}" if digest.is_team else digest.name),
-            "day": digest.day.isoformat(),
-        }
+        audience = display_text(f"team {digest.name}" if digest.is_team else digest.name)
+        per_day = {"audience": _html_as_xml(audience), "day": digest.day.isoformat()}
         for pick, (rfc3339, rfc822) in zip(picks, stamps, strict=True):
-            paper = _paper(pick.item)
-            url = _web(settings.links.item(digest.audience, pick.item, digest.day))
-            html = html_body(**per_day, **_body_args(digest, pick, paper, url, settings.links))
+            item = pick.item
+            url = _web(links.item(digest.audience, item, digest.day))
+            more = _web(links.feedback(digest.audience, item, digest.day, "more"))
+            less = _web(links.feedback(digest.audience, item, digest.day, "less"))
+            members = [m for m in (_line(m, NAME_LIMIT) for m in pick.members) if m]
+            body = _body(item, url is not None, more is not None, less is not None, bool(members))
+            values = {
+                **per_day,
+                "why": _html_as_xml(_line(pick.why.text(), ABSTRACT_LIMIT)),
+                "members": _html_as_xml(", ".join(members)),
+                "paper": _html_as_xml(url or ""),
+                "more": _html_as_xml(more or ""),
+                "less": _html_as_xml(less or ""),
+                "rank": str(pick.rank),
+            }
             entry = _Entry(
-                id=entry_id(settings.authority, digest.audience, digest.day, pick.item.id),
-                paper=paper,
+                id=entry_id(settings.authority, digest.audience, digest.day, item.id),
+                item=item,
                 link=url,
-                # str(): escape() would pass the macro's Markup through as it is.
-                content=escape(str(html)),
+                content=body.fill(values),
                 rfc3339=rfc3339,
                 rfc822=rfc822,
             )
             entries.append(entry)
     return entries, newest
+
+
+# An entry's HTML body is mostly its paper's (authors, abstract, code and project links)
+# and the same in every reader's feed: `feed_entry.html.j2` is rendered once per paper
+# and shape (which links and lines the entry has), with slots for what is the reader's
+# (reason, members, tracked links, rank), and escaped as XML character data, as both
+# kinds carry it. Each entry then only fills in the slots.
+@lru_cache(maxsize=16384)
+def _body(item: StoredItem, url: bool, more: bool, less: bool, members: bool) -> Slotted:
+    """The entry body of `item` as XML text, with slots for the reader's values."""
+    paper = _paper(item)
+    shown = [("paper", slot("paper"))] if url else []
+    shown += paper.related
+    shown += [("more like this", slot("more"))] if more else []
+    shown += [("less like this", slot("less"))] if less else []
+    body = environment().get_template("feed_entry.html.j2").module.body
+    html = body(
+        why=slot("why"),
+        members=[slot("members")] if members else [],
+        authors=", ".join(paper.authors),
+        more_authors=paper.more_authors,
+        abstract=paper.abstract,
+        links=shown,
+        rank=slot("rank"),
+        audience=slot("audience"),
+        day=slot("day"),
+    )
+    # str(): escape() would pass the macro's Markup through as it is.
+    return Slotted.of(str(escape(str(html))))
+
+
+def _html_as_xml(text: str) -> str:
+    """Text as it goes into an entry body: escaped as HTML, then as XML character data."""
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return str(escape(str(escape(text))))
+    return text  # the common case (a signed link, a name): nothing to escape
 
 
 def _window(digests: Sequence[ReaderDigest], days: int) -> list[ReaderDigest]:
@@ -290,27 +365,6 @@ def _stamp(when: datetime) -> tuple[str, str]:
     return when.isoformat(), format_datetime(when)
 
 
-def _body_args(
-    digest: ReaderDigest, pick: Pick, paper: _Paper, url: str | None, links: Links
-) -> dict[str, object]:
-    """What the entry's HTML shows: why, members (teams), authors, abstract, links."""
-    shown = [("paper", url)] if url else []
-    shown += paper.related
-    for label, action in (("more like this", "more"), ("less like this", "less")):
-        href = _web(links.feedback(digest.audience, pick.item, digest.day, action))
-        if href:
-            shown.append((label, href))
-    return {
-        "why": _line(pick.why.text(), ABSTRACT_LIMIT),
-        "members": [m for m in (_line(m, NAME_LIMIT) for m in pick.members) if m],
-        "authors": ", ".join(paper.authors),
-        "more_authors": paper.more_authors,
-        "abstract": paper.abstract,
-        "links": shown,
-        "rank": pick.rank,
-    }
-
-
 # The same papers are picked for many readers: their text is cleaned and trimmed,
 # and their authors and subjects laid out, once, not once per reader (that was a
 # good part of an entry's cost). The cache holds two weeks of a thousand new papers
@@ -321,7 +375,6 @@ def _paper(item: StoredItem) -> _Paper:
     authors = [name for name in (_line(a, NAME_LIMIT) for a in item.authors) if name]
     shown = tuple(authors[:MAX_AUTHORS])
     tags = tuple([t for t in (_line(t, NAME_LIMIT) for t in item.tags) if t][:MAX_TAGS])
-    elements = environment().get_template("feed_paper.xml.j2").module
     title = _line(item.title, TITLE_LIMIT) or "(untitled)"
     return _Paper(
         title=title,
@@ -330,7 +383,7 @@ def _paper(item: StoredItem) -> _Paper:
         authors=shown,
         more_authors=max(len(authors) - MAX_AUTHORS, 0),
         related=tuple(_related(item)),
-        xml={kind: getattr(elements, kind)(shown, tags) for kind in KINDS},
+        tags=tags,
     )
 
 
