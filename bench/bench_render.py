@@ -17,8 +17,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_run import vocabulary
-from common import machine, peak_rss_mb, write_section
+# Only light imports here: the render workers are spawned and import this module again.
+from common import machine, peak_rss_mb, vocabulary, write_section
 
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.bundle import RenderContext, RenderJob, render_all

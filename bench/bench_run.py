@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, peak_rss_mb, write_section
+from common import machine, peak_rss_mb, vocabulary, write_section
 
 from digest import daily, embed
 from digest.ingest import ingest
@@ -34,16 +34,7 @@ from digest.settings import load_settings
 from digest.store import Store
 from digest.training import sync_readers, train
 
-SEEDS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "seeds"
 DAY = date(2026, 3, 2)
-
-
-def vocabulary() -> list[str]:
-    """Real words from the bundled Daily Papers dumps, so texts tokenize like real ones."""
-    words: set[str] = set()
-    for path in SEEDS.glob("*.txt"):
-        words.update(w.strip(".,:;()").lower() for w in path.read_text().split())
-    return sorted(w for w in words if w.isalpha() and 3 <= len(w) <= 14)
 
 
 def make_items(rnd: random.Random, vocab: list[str], topics: list[list[str]], n: int, tag: str):
