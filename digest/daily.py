@@ -30,6 +30,7 @@ from digest.dispatch import Dispatcher, Outcome, utc_now
 from digest.errors import DigestError, ForeignDatabase, StorageError
 from digest.feedback import import_feedback
 from digest.ingest import ingest
+from digest.parsers import expand_paths
 from digest.profiles import ProfileSet, load_profiles, teams_of
 from digest.records import ReaderDigest, Recipient, StoredItem
 from digest.render.email import render_email
@@ -237,13 +238,18 @@ def _blocks(values: list, size: int) -> Iterable[list]:
 
 
 def update_model(
-    store: Store, profiles: ProfileSet, settings: Settings, day: date, *, save: bool = True
-) -> Recommender:
+    store: Store, profiles: ProfileSet, settings: Settings, day: date, *, save: bool = True,
+    progress: Progress = _quiet,
+) -> Recommender:  # fmt: skip
     """The daily model: an incremental update of the saved model, or a first full train.
 
-    Sends from `day` on are not yet negatives (see `training.train`).
+    Sends from `day` on are not yet negatives (see `training.train`). Progress: the
+    "model: training" step's start and end, and "model: embedding new items" as
+    each batch of new items' sentence vectors is stored.
     """
     from digest.training import train
+
+    progress(TRAINING, 0, 1)
 
     path = settings.store.model
     params = {
@@ -252,10 +258,49 @@ def update_model(
         "embeddings": settings.model.embeddings,
     }
     target = path if save else None
-    return train(
-        store, profiles, target, update=Path(path).exists(), before=day.isoformat(),
-        update_epochs=settings.model.update_epochs, source=path, **params,
+    model = train(
+        _EmbeddingProgress(store, progress), profiles, target, update=Path(path).exists(),
+        before=day.isoformat(), update_epochs=settings.model.update_epochs, source=path,
+        **params,
     )  # fmt: skip
+    progress(TRAINING, 1, 1)
+    return model
+
+
+#: Progress stages of the model update.
+TRAINING, EMBEDDING = "model: training", "model: embedding new items"
+
+
+class _EmbeddingProgress:
+    """The store as training sees it, reporting the sentence vectors training adds.
+
+    Training looks up the stored vectors of every item, encodes the missing ones in
+    batches and stores each batch as it goes (`training.item_vectors`), so those two
+    calls tell how many there are to do and how many are done. Everything else goes
+    straight to the store.
+    """
+
+    def __init__(self, store: Store, progress: Progress):
+        self._store, self._progress = store, progress
+        self._todo = self._done = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def embeddings(self, ids: Iterable[str], model: str) -> dict[str, bytes]:
+        wanted = list(ids)
+        found = self._store.embeddings(wanted, model)
+        self._todo, self._done = len(wanted) - len(found), 0
+        if self._todo:
+            self._progress(EMBEDDING, 0, self._todo)
+        return found
+
+    def save_embeddings(self, model: str, vectors: Iterable[tuple[str, bytes]]) -> None:
+        rows = list(vectors)
+        self._store.save_embeddings(model, rows)
+        self._done += len(rows)
+        # A stored vector of the wrong size is encoded again, uncounted in `_todo`.
+        self._progress(EMBEDDING, self._done, max(self._todo, self._done))
 
 
 @dataclass
@@ -375,6 +420,8 @@ class RunReport:
     would: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    #: Wall seconds per stage, none counted twice: ingest, model, rank, render (waiting
+    #: for rendered digests) and deliver (writing, sending and recording them).
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -464,10 +511,11 @@ def _run(
 
     settings, store = ws.settings, ws.store
     with _timed(report, "ingest"):
-        _ingest_sources(ws, report, day)
+        _ingest_sources(ws, report, day, progress)
     report.day = day = day or latest_day(store, now.date())
-    sync_readers(store, ws.profiles)  # a dry run's store is a scratch copy
-    audience = recipients(store, ws.profiles, only=only)
+    with _timed(report, "rank"):
+        sync_readers(store, ws.profiles)  # a dry run's store is a scratch copy
+        audience = recipients(store, ws.profiles, only=only)
     if only is None:
         report.skipped += [
             f"{handle} (invalid profile {path})"
@@ -476,12 +524,15 @@ def _run(
             f"team {name} (invalid team file {path})"
             for name, path in sorted(ws.profiles.skipped_teams.items())
         ]
-    items = candidates(store, day, settings.digest.window_days)
+    with _timed(report, "rank"):
+        items = candidates(store, day, settings.digest.window_days)
 
     def model() -> Recommender:
         existed = Path(settings.store.model).exists()
         with _timed(report, "model"):
-            fitted = update_model(store, ws.profiles, settings, day, save=not report.dry_run)
+            fitted = update_model(
+                store, ws.profiles, settings, day, save=not report.dry_run, progress=progress
+            )
         report.model = "updated" if existed else "trained from scratch"
         return fitted
 
@@ -499,7 +550,7 @@ def _run(
     _outputs(settings, report)
 
 
-def _ingest_sources(ws: Workspace, report: RunReport, day: date | None) -> None:
+def _ingest_sources(ws: Workspace, report: RunReport, day: date | None, progress: Progress) -> None:
     """Ingest the configured sources, then import the configured feedback files.
 
     With `--date`, feeds are taken as fetched on that day (and yearless dumps get
@@ -509,7 +560,16 @@ def _ingest_sources(ws: Workspace, report: RunReport, day: date | None) -> None:
     if not (sources.paths or sources.feedback):
         return
     if sources.paths:
-        summary = ingest(ws.store, list(sources.paths), given=day)
+        files = len(expand_paths(list(sources.paths)))
+        done = 0
+
+        def file_done(_outcome: object) -> None:
+            nonlocal done
+            done += 1
+            progress("ingest", min(done, files), files)
+
+        progress("ingest", 0, files)
+        summary = ingest(ws.store, list(sources.paths), given=day, progress=file_done)
         report.failures += [f"ingest: {f.error}" for f in summary.files if f.status == "error"]
         report.ingested = (
             f"{len(summary.files)} file(s), {summary.new} new item(s), "
@@ -542,6 +602,7 @@ def _deliver(
     finally:
         for outcome in dispatcher.finish():
             report.count(outcome)
+        report.seconds["render"] = report.seconds.get("render", 0.0) + dispatcher.render_seconds
 
 
 def _outputs(settings: Settings, report: RunReport) -> None:
@@ -554,16 +615,22 @@ def _outputs(settings: Settings, report: RunReport) -> None:
 
 
 class _timed:
-    """Adds a stage's wall time to the report (the benchmark reads these)."""
+    """Adds a stage's wall time to the report (the benchmark reads these).
+
+    Stages do not overlap in the report: time a stage timed inside this one (the
+    model update, run when ranking first needs the model) is not counted twice.
+    """
 
     def __init__(self, report: RunReport, stage: str):
         self.report, self.stage = report, stage
 
     def __enter__(self) -> None:
         self.started = time.perf_counter()
+        self.others = sum(self.report.seconds.values())
 
     def __exit__(self, *exc: object) -> None:
-        spent = time.perf_counter() - self.started
+        nested = sum(self.report.seconds.values()) - self.others
+        spent = time.perf_counter() - self.started - nested
         self.report.seconds[self.stage] = self.report.seconds.get(self.stage, 0.0) + spent
 
 

@@ -19,6 +19,7 @@ again by the next run of the day.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -73,6 +74,9 @@ class Dispatcher:
     _owners: dict[str, str] = field(default_factory=dict)
     #: Deliveries written but not yet recorded (see `flush`).
     _pending: list[dict] = field(default_factory=list)
+    #: Seconds spent waiting for rendered digests (the rest of a run's delivery time
+    #: is writing, sending and recording).
+    render_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         secret = self.settings.secret()
@@ -120,7 +124,7 @@ class Dispatcher:
             jobs.append(RenderJob(digest, recipient, channels))
         jobs = self._with_feeds(jobs)
         ids = {w[1].audience: w[2] for w in work}
-        rendered_all = render_all(jobs, self.context())
+        rendered_all = self._rendered(jobs)
         for n, (job, rendered) in enumerate(zip(jobs, rendered_all, strict=True), 1):
             yield from self._apply(job, rendered, ids[job.recipient.audience])
             if n % BATCH == 0:
@@ -128,6 +132,19 @@ class Dispatcher:
             if progress:
                 progress(n, len(jobs))
         self.flush()
+
+    def _rendered(self, jobs: list[RenderJob]) -> Iterator[Rendered]:
+        """Every job's outputs in order, timing the wait for each (`render_seconds`)."""
+        results = render_all(jobs, self.context())
+        while True:
+            started = time.perf_counter()
+            try:
+                rendered = next(results)
+            except StopIteration:
+                return
+            finally:
+                self.render_seconds += time.perf_counter() - started
+            yield rendered
 
     def flush(self) -> None:
         """Make the batch's files durable, then record the batch's deliveries at once.
