@@ -638,12 +638,18 @@ def readers_subscribe(ctx: click.Context, handle: str) -> None:
 @_common
 @click.pass_context
 def readers_rotate(ctx: click.Context, handle: str) -> None:
-    """Give HANDLE a new private feed URL; the old one stops working at once."""
+    """Give HANDLE (or a team, as team:NAME) a new private feed URL; the old one stops
+    working at once."""
     settings = settings_for(ctx)
     store = open_store(ctx, settings, create=False)
-    handle = _known_reader(store, handle)
-    with store.transaction():
-        token = store.rotate_feed_token(handle)
+    if handle.startswith("team:"):
+        handle = _known_team(_profiles(settings), handle.removeprefix("team:"))
+        with store.transaction():
+            token = store.rotate_team_feed_token(handle.removeprefix("team:"))
+    else:
+        handle = _known_reader(store, handle)
+        with store.transaction():
+            token = store.rotate_feed_token(handle)
     base = settings.links.base_url.rstrip("/") if settings.links.base_url else "<base_url>"
     click.echo(f"{handle}: new feed {base}/feeds/{token}.atom (and .rss)")
 
@@ -653,6 +659,12 @@ def _set_subscribed(ctx: click.Context, handle: str, *, subscribed: bool) -> boo
     handle = _known_reader(store, handle)
     with store.transaction():
         return store.set_subscribed(handle, subscribed)
+
+
+def _known_team(profiles: ProfileSet, name: str) -> str:
+    if name not in profiles.teams:
+        raise DigestError(f"no team '{name}' in {profiles.folder}/teams")
+    return f"team:{name}"
 
 
 def _known_reader(store: Store, handle: str) -> str:

@@ -34,7 +34,7 @@ from digest.profiles import valid_email
 from digest.records import ReaderDigest, Recipient
 from digest.render.bundle import RenderContext, Rendered, RenderJob, render_all
 from digest.render.email import EmailSettings
-from digest.render.feeds import KINDS
+from digest.render.feeds import KINDS, feed_tag
 from digest.render.links import Links
 from digest.render.wiki import WikiPost, post_path
 from digest.settings import ENV_SECRET, Settings
@@ -215,10 +215,14 @@ class Dispatcher:
         return out
 
     def _feed_tokens(self, recipients: Sequence[Recipient]) -> dict[str, str]:
+        """Audience -> private feed token, for every reader and team with a feed."""
         if not self.links.base_url or self.dry_run:
             return {}
-        handles = [r.handle for r in recipients if not r.is_team and "feed" in r.channels]
-        return self.store.feed_tokens(handles)
+        fed = [r for r in recipients if "feed" in r.channels]
+        tokens = self.store.feed_tokens([r.handle for r in fed if not r.is_team])
+        teams = self.store.team_feed_tokens([r.handle for r in fed if r.is_team])
+        tokens.update((f"team:{name}", token) for name, token in teams.items())
+        return tokens
 
     def _apply(self, job: RenderJob, rendered: Rendered, digest_id: int) -> Iterator[Outcome]:
         for channel in job.channels:
@@ -372,13 +376,13 @@ class Dispatcher:
         return Outcome(recipient.audience, "feed", "delivered", ", ".join(written))
 
     def _feed_url(self, recipient: Recipient, kind: str, tokens: dict[str, str]) -> str:
-        """The feed's public URL on the service, or its file URL without one."""
-        token = tokens.get(recipient.handle) if not recipient.is_team else None
-        url = self.links.feed(token, kind) if token else None
-        if url:
-            return url
-        path = self.settings.feeds_dir() / f"{_file_stem(recipient)}.{kind}"
-        return path.resolve().as_uri()
+        """The feed's public URL on the service (by its private token), else a tag: URI.
+
+        Without a base URL there is no public address: the feed is named by a stable
+        tag URI, never by the path it is written to on this machine.
+        """
+        url = self.links.feed(tokens.get(recipient.audience), kind)
+        return url or feed_tag(_authority(self.settings.email.list_id), recipient.audience, kind)
 
     # -- wiki ----------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from digest.render.feeds import (
     FeedSettings,
     _linkable,
     entry_id,
+    feed_tag,
     render_feed,
     render_feeds,
     xml_text,
@@ -257,8 +258,10 @@ def test_self_link(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_file_self_url_and_no_site(kind: str) -> None:
-    self_url = "file:///srv/feeds/ada.xml"
+def test_a_feed_without_a_public_url_is_named_by_a_tag_uri(kind: str) -> None:
+    """No base URL: the feed's id and self link name it, never a path on this machine."""
+    self_url = feed_tag(AUTHORITY, "team:ml", kind)
+    assert self_url == f"tag:{AUTHORITY},2026:feeds/team:ml.{kind}"
     data = render_feed(
         days_of("ada", 2), feed_settings(self_url=self_url, site_url=None), kind=kind
     )
@@ -266,6 +269,7 @@ def test_file_self_url_and_no_site(kind: str) -> None:
     parsed(data)
     if kind == "atom":
         assert [x.get("href") for x in root.findall("a:link", NS)] == [self_url]
+        assert root.findtext("a:id", namespaces=NS) == self_url
     else:
         assert root.findtext("channel/link") == self_url
 
@@ -735,6 +739,8 @@ def test_a_link_is_an_http_url_xml_can_carry(url: str) -> None:
     [
         {"self_url": "javascript:alert(1)"},
         {"self_url": "feeds/ada.xml"},
+        {"self_url": "file:///srv/feeds/ada.atom"},
+        {"self_url": "tag:no date here"},
         {"site_url": "data:text/html,x"},
         {"authority": "digest.example.org/x"},
         {"authority": ""},

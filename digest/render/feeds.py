@@ -57,6 +57,8 @@ KINDS = ("atom", "rss")
 #: The Content-Type to serve each kind with (also the `type` of its self link).
 MEDIA_TYPES = {"atom": "application/atom+xml", "rss": "application/rss+xml"}
 DEFAULT_DAYS = 14
+#: The date in feed tag URIs (`feed_tag`): fixed, so a feed's name never changes.
+FEED_TAG_DATE = "2026"
 #: The time of a feed with no digests: fixed, so an empty feed is stable too.
 EMPTY_FEED_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -69,6 +71,7 @@ MAX_TAGS = 8
 # Everything outside XML 1.0's Char production: C0 controls but tab, newline and
 # carriage return, lone surrogates, U+FFFE and U+FFFF. lxml refuses most of them.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_TAG_URI = re.compile(r"tag:[A-Za-z0-9.@-]+,\d{4}(?:-\d\d){0,2}:[!-~]+")
 _DNS_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # A plain http(s) URL: printable ASCII, a host of letters, digits, dots and dashes.
 # Every match is also an `is_web_url` URL XML can carry (a test checks), so the
@@ -80,10 +83,11 @@ _PLAIN_WEB_URL = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(?::[0-9]*)?
 class FeedSettings:
     """One feed's fixed parts: its title, its own URL, and how to build links.
 
-    `self_url` is the absolute URL the feed is published at (http, https or
-    file); it is also the Atom feed's id. `authority` is a domain name you control,
-    used in entry ids. `delivery` is the time of day entries carry: naive for UTC,
-    or with a fixed-offset or ZoneInfo tzinfo.
+    `self_url` is the absolute URL the feed is published at (http or https), or,
+    when it has none, a tag URI naming it (`feed_tag`); it is also the Atom feed's
+    id. `authority` is a domain name you control, used in entry ids. `delivery` is
+    the time of day entries carry: naive for UTC, or with a fixed-offset or ZoneInfo
+    tzinfo.
     """
 
     title: str
@@ -95,8 +99,8 @@ class FeedSettings:
     delivery: time = time(0, 0)
 
     def __post_init__(self) -> None:
-        if not (is_web_url(self.self_url) or self.self_url.startswith("file:///")):
-            raise ValueError(f"feed self_url {self.self_url!r}: use an http(s) or file:/// URL")
+        if not (is_web_url(self.self_url) or _TAG_URI.fullmatch(self.self_url)):
+            raise ValueError(f"feed self_url {self.self_url!r}: use an http(s) or tag: URI")
         if _NOT_XML.search(self.self_url):
             raise ValueError("feed self_url holds characters XML cannot carry")
         if self.site_url is not None and not _linkable(self.site_url):
@@ -173,6 +177,11 @@ def entry_id(authority: str, audience: str, day: date, item_id: str) -> str:
     """The permanent id of one pick in one audience's feed (a tag URI)."""
     specific = f"{_tag_part(audience)}/{_tag_part(item_id)}"
     return f"tag:{authority},{day.isoformat()}:{specific}"
+
+
+def feed_tag(authority: str, audience: str, kind: str) -> str:
+    """A feed's stable name when it has no public URL: a tag URI (RFC 4151), no path."""
+    return f"tag:{authority},{FEED_TAG_DATE}:feeds/{_tag_part(audience)}.{kind}"
 
 
 def xml_text(value: str) -> str:
