@@ -6,6 +6,7 @@ way a mail client would, with the standard `email` package and a strict HTML par
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 import re
@@ -33,6 +34,7 @@ from digest.render.email import (
     RenderedEmail,
     _excerpt,
     _fit,
+    _quoted_printable,
     clean,
     compile_html,
     html_template,
@@ -289,6 +291,34 @@ def test_as_bytes_reads_back_as_the_email_package_would_write_it(body: str) -> N
     assert b"\n" not in raw.replace(b"\r\n", b"")
     body = raw.split(b"\r\n\r\n", 1)[1]
     assert max(len(line) for line in body.split(b"\r\n")) <= 76  # RFC 2045's limit
+
+
+#: Lines of every length around the reuse threshold, "=", trailing blanks, non-ASCII.
+qp_lines = st.lists(
+    st.one_of(
+        st.text(st.sampled_from("ab =\t.é👩\r"), max_size=20),
+        st.builds(
+            lambda n, tail: "x" * n + tail,
+            st.integers(70, 400),
+            st.sampled_from(["", " ", "=", "é"]),
+        ),
+    ),
+    max_size=12,
+).map("\n".join)
+
+
+@given(qp_lines, st.booleans())
+def test_quoted_printable_in_pieces_is_the_whole_body_encoded_at_once(
+    body: str, final_newline: bool
+) -> None:
+    body += "\n" if final_newline else ""
+    whole = body.replace("\r\n", "\n").replace("\r", "\n").removesuffix("\n") + "\n"
+    expected = binascii.b2a_qp(
+        whole.replace("\n", "\r\n").encode(), quotetabs=False, istext=True, header=False
+    )
+    assert _quoted_printable(body) == expected
+    assert _quoted_printable(body, reuse=True) == expected
+    assert _quoted_printable(body, reuse=True) == expected  # reused lines too
 
 
 def test_a_rendered_message_reads_back_as_the_email_package_would_write_it() -> None:

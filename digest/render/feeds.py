@@ -132,6 +132,7 @@ class _Paper:
 class _Entry:
     """One pick as both kinds show it: every string XML-safe, every link http(s)."""
 
+    #: The id and link as they go into XML (escaped), once for both kinds.
     id: str
     item: StoredItem
     link: str | None
@@ -244,8 +245,8 @@ def _element(kind: str, item: StoredItem, link: bool) -> Slotted:
 
 def _slots(kind: str, entry: _Entry) -> dict[str, str]:
     return {
-        "id": str(escape(entry.id)),
-        "link": str(escape(entry.link or "")),
+        "id": entry.id,
+        "link": entry.link or "",
         "time": entry.rfc3339 if kind == "atom" else entry.rfc822,
         "content": entry.content,
     }
@@ -281,9 +282,9 @@ def _entries(
                 "rank": str(pick.rank),
             }
             entry = _Entry(
-                id=entry_id(settings.authority, digest.audience, digest.day, item.id),
+                id=_xml(entry_id(settings.authority, digest.audience, digest.day, item.id)),
                 item=item,
-                link=url,
+                link=_xml(url) if url else None,
                 content=body.fill(values),
                 rfc3339=rfc3339,
                 rfc822=rfc822,
@@ -319,6 +320,13 @@ def _body(item: StoredItem, url: bool, more: bool, less: bool, members: bool) ->
     )
     # str(): escape() would pass the macro's Markup through as it is.
     return Slotted.of(str(escape(str(html))))
+
+
+def _xml(text: str) -> str:
+    """Text as XML character data or an attribute value (escaped, as autoescaping would)."""
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return str(escape(text))
+    return text
 
 
 def _html_as_xml(text: str) -> str:
