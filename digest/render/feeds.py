@@ -377,6 +377,7 @@ def _day_stamps(day: date, delivery: time, count: int) -> tuple[tuple[str, str],
     return tuple(_stamp(_entry_time(day, delivery, place, count)) for place in range(count))
 
 
+@lru_cache(maxsize=256)  # a day's feeds share their times
 def _stamp(when: datetime) -> tuple[str, str]:
     # format_datetime uses English day and month names whatever the locale.
     return when.isoformat(), format_datetime(when)
