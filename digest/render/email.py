@@ -598,7 +598,7 @@ def _headers(
         headers.append(("To", _to(recipient)))
     headers += [
         ("Subject", subject),
-        ("Date", format_datetime(now)),
+        ("Date", _date_header(now)),
         ("Message-ID", message_id),
         ("List-Id", f"<{settings.list_id}>"),
     ]
@@ -610,6 +610,11 @@ def _headers(
         # The RFC allows one-click only over HTTPS, so a plain http service gets none.
         headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     return tuple(headers)
+
+
+@lru_cache(maxsize=8)  # every email of a run has the same Date
+def _date_header(now: datetime) -> str:
+    return format_datetime(now)
 
 
 def _to(recipient: Recipient) -> str:

@@ -48,7 +48,7 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
-from digest.records import Pick, ReaderDigest, StoredItem
+from digest.records import Explanation, Pick, ReaderDigest, StoredItem
 from digest.render.links import Links, is_web_url
 from digest.render.templates import Slotted, environment, render, slot
 from digest.text import display_text
@@ -274,7 +274,7 @@ def _entries(
             body = _body(item, url is not None, more is not None, less is not None, bool(members))
             values = {
                 **per_day,
-                "why": _html_as_xml(_line(pick.why.text(), ABSTRACT_LIMIT)),
+                "why": _why(pick.why),
                 "members": _html_as_xml(", ".join(members)),
                 "paper": _html_as_xml(url or ""),
                 "more": _html_as_xml(more or ""),
@@ -327,6 +327,12 @@ def _xml(text: str) -> str:
     if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
         return str(escape(text))
     return text
+
+
+@lru_cache(maxsize=4096)  # readers with the same interests share reasons
+def _why(why: Explanation) -> str:
+    """The reason as it goes into an entry body."""
+    return _html_as_xml(_line(why.text(), ABSTRACT_LIMIT))
 
 
 def _html_as_xml(text: str) -> str:

@@ -35,7 +35,7 @@ from functools import lru_cache
 from urllib.parse import quote
 
 from digest.errors import ConfigError
-from digest.records import Pick, ReaderDigest, Recipient, StoredItem
+from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.links import Links, is_web_url
 from digest.render.templates import Slotted, render, slot
 from digest.text import display_text
@@ -237,7 +237,7 @@ def _entry(digest: ReaderDigest, pick: Pick, links: Links) -> _Entry:
         authors=paper.authors,
         abstract=paper.abstract,
         links=paper.links,
-        why=escape_markdown(pick.why.text()),
+        why=_why(pick.why),
         members=_names(pick.members) if digest.is_team else "",
     )
 
@@ -254,6 +254,11 @@ def _paper(item: StoredItem) -> _Paper:
         links=_extra_links(item.code_url, item.project_urls),
         tags=tuple(sorted({t for t in (plain_text(tag) for tag in item.tags) if t})),
     )
+
+
+@lru_cache(maxsize=4096)  # readers with the same interests share reasons
+def _why(why: Explanation) -> str:
+    return escape_markdown(why.text())
 
 
 def _entry_text(entry: _Entry, item: StoredItem, templates: str | None) -> str:
