@@ -97,6 +97,7 @@ def test_store_records_migrations_and_uses_wal(db_path: Path) -> None:
         assert store.applied_migrations() == [
             "m001_initial", "m002_readers_feedback", "m003_item_keys_by_key",
             "m004_fts_detail_column", "m005_digest_ledger", "m006_embeddings",
+            "m007_team_feed_tokens",
         ]  # fmt: skip
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with Store.open(db_path) as store:  # reopening applies nothing twice
