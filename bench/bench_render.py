@@ -9,6 +9,7 @@ its workers).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import sys
@@ -17,11 +18,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_run import vocabulary
-from common import machine, peak_rss_mb, write_section
+# Only light imports here: the render workers are spawned and import this module again.
+from common import machine, peak_rss_mb, vocabulary, write_section
 
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
-from digest.render.bundle import RenderContext, RenderJob, render_all
+from digest.render.bundle import POOL_THRESHOLD, RenderContext, RenderJob, _workers, render_all
 
 DAY = date(2026, 3, 11)
 
@@ -73,6 +74,7 @@ def main() -> None:
         secret="bench-secret-0123456789abcdef", unsubscribe_mailbox="u@example.org",
         authority="digest.example.org",
     )  # fmt: skip
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     total = 0
     for rendered in render_all(work, ctx):
@@ -80,15 +82,21 @@ def main() -> None:
         total += len(rendered.post.text) if rendered.post else 0
     seconds = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    workers = _workers() if len(work) >= POOL_THRESHOLD else 0
+    cpu = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = sum(r.ru_utime + r.ru_stime for r in cpu)
     result = (
         f"- Command: `make bench` (`python bench/bench_render.py --readers {args.readers} "
         f"--items {args.items}`)\n"
-        f"- Machine: {machine()}\n"
+        f"- Machine: {machine()}; load average {load:.2f} when the run started (other "
+        "work on the machine takes its share of the two cores)\n"
         f"- {args.readers:,} readers x {args.items} items, tracked links, email + Atom + RSS "
         f"+ wiki each: {seconds:.1f} s, **{args.readers / seconds:.0f} readers/s** "
-        f"(target >= 500), {total / 2**20:.0f} MiB rendered\n"
-        f"- Peak RSS: this process {peak_rss_mb():.0f} MB, largest worker {children:.0f} MB "
-        "(target < 1 GB)\n"
+        f"(target >= 500), {total / 2**20:.0f} MiB rendered; {workers} render workers; "
+        f"CPU {cpu_s / args.readers * 1000:.1f} ms per reader (all processes, setup "
+        "included)\n"
+        f"- Peak RSS: this process {peak_rss_mb():.0f} MB, largest worker {children:.0f} MB, "
+        f"at most {peak_rss_mb() + workers * children:.0f} MB together (target < 1 GB)\n"
     )
     print(result)
     if args.write:

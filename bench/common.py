@@ -8,7 +8,17 @@ from pathlib import Path
 
 from digest.sysinfo import machine
 
-__all__ = ["machine", "peak_rss_mb"]
+__all__ = ["machine", "peak_rss_mb", "vocabulary"]
+
+SEEDS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "seeds"
+
+
+def vocabulary() -> list[str]:
+    """Real words from the bundled Daily Papers dumps, so texts tokenize like real ones."""
+    words: set[str] = set()
+    for path in SEEDS.glob("*.txt"):
+        words.update(w.strip(".,:;()").lower() for w in path.read_text().split())
+    return sorted(w for w in words if w.isalpha() and 3 <= len(w) <= 14)
 
 
 def peak_rss_mb() -> float:

@@ -23,24 +23,17 @@ import click
 
 from digest import __version__, daily
 from digest.errors import DigestError
-from digest.evaluate import (
-    PROTOCOLS,
-    evaluate,
-    read_citeulike,
-    read_dataset,
-    render_markdown,
-    write_dataset,
-)
 from digest.feedback import add_feedback, import_feedback
 from digest.ingest import FileOutcome, ingest
-from digest.model import Recommender
 from digest.parsers import FORMATS
 from digest.paths import atomic_write, check_output_dir, check_output_file
 from digest.profiles import ProfileSet, load_profiles, teams_of, valid_handle
 from digest.settings import Settings, example_config, load_settings
 from digest.store import MAX_INTEGER, Store, remove_if_unused
-from digest.training import sync_readers, train
-from digest.tuning import describe as describe_tuning
+
+#: `digest evaluate`'s protocols (`digest.evaluate.PROTOCOLS`, which loads the model's
+#: libraries, describes them; a test keeps the two in step).
+PROTOCOL_NAMES = ("item-cold-start", "new-readers", "reader-history")
 
 
 class DigestGroup(click.Group):
@@ -512,6 +505,9 @@ def train_cmd(
     )  # fmt: skip
     path = settings.store.model
     check_output_file(path)  # before training, not after it
+    from digest.training import sync_readers, train  # loads the model's libraries
+    from digest.tuning import describe as describe_tuning
+
     store = open_store(ctx, settings)
     profiles = _profiles(settings)
     sync_readers(store, profiles)
@@ -530,6 +526,7 @@ def train_cmd(
 
 
 @cli.group("model")
+@_common
 def model_group() -> None:
     """Inspect the trained model."""
 
@@ -542,6 +539,9 @@ def model_group() -> None:
 def model_show_cmd(ctx: click.Context, model_path: str | None, as_json: bool) -> None:
     """The model's size, blend weights, neighbour settings and validation score."""
     settings = settings_for(ctx, **{"store.model": model_path})
+    from digest.model import Recommender  # loads the model's libraries
+    from digest.tuning import describe as describe_tuning
+
     info = Recommender.load(settings.store.model).summary()
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
@@ -597,6 +597,8 @@ def rank_cmd(
     )  # fmt: skip
     store = open_store(ctx, settings)
     profiles = _profiles(settings)
+    from digest.model import Recommender  # loads the model's libraries
+
     model = Recommender.load(settings.store.model)
     when = new_on or day or daily.latest_day(store)
     items = (
@@ -778,12 +780,18 @@ def readers_subscribe(ctx: click.Context, handle: str) -> None:
 @_common
 @click.pass_context
 def readers_rotate(ctx: click.Context, handle: str) -> None:
-    """Give HANDLE a new private feed URL; the old one stops working at once."""
+    """Give HANDLE (or a team, as team:NAME) a new private feed URL; the old one stops
+    working at once."""
     settings = settings_for(ctx)
     store = open_store(ctx, settings)
-    handle = _known_reader(store, handle)
-    with store.transaction():
-        token = store.rotate_feed_token(handle)
+    if handle.startswith("team:"):
+        handle = _known_team(_profiles(settings), handle.removeprefix("team:"))
+        with store.transaction():
+            token = store.rotate_team_feed_token(handle.removeprefix("team:"))
+    else:
+        handle = _known_reader(store, handle)
+        with store.transaction():
+            token = store.rotate_feed_token(handle)
     base = settings.links.base_url.rstrip("/") if settings.links.base_url else "<base_url>"
     click.echo(f"{handle}: new feed {base}/feeds/{token}.atom (and .rss)")
 
@@ -793,6 +801,12 @@ def _set_subscribed(ctx: click.Context, handle: str, *, subscribed: bool) -> boo
     handle = _known_reader(store, handle)
     with store.transaction():
         return store.set_subscribed(handle, subscribed)
+
+
+def _known_team(profiles: ProfileSet, name: str) -> str:
+    if name not in profiles.teams:
+        raise DigestError(f"no team '{name}' in {profiles.folder}/teams")
+    return f"team:{name}"
 
 
 def _known_reader(store: Store, handle: str) -> str:
@@ -811,7 +825,7 @@ def _known_reader(store: Store, handle: str) -> str:
 @click.option("--interactions", type=click.Path(dir_okay=False), help="Interactions CSV.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option(
-    "--protocol", "protocols", multiple=True, type=click.Choice(list(PROTOCOLS)),
+    "--protocol", "protocols", multiple=True, type=click.Choice(PROTOCOL_NAMES),
     help="Protocols to run (default: all three).",
 )  # fmt: skip
 @click.option(
@@ -835,6 +849,8 @@ def evaluate_cmd(
     """
     if write_path is not None:
         check_output_file(write_path)  # before the evaluation, which takes minutes
+    from digest.evaluate import evaluate, read_citeulike, read_dataset, render_markdown
+
     if citeulike:
         data = read_citeulike(citeulike)
     elif items_path and interactions:
@@ -849,7 +865,7 @@ def evaluate_cmd(
         ) from None
     started = time.perf_counter()
     reports = evaluate(
-        data, seed_list, protocols=protocols or tuple(PROTOCOLS),
+        data, seed_list, protocols=protocols or PROTOCOL_NAMES,
         progress=lambda line: click.echo(line, err=True), train_tags=train_tags,
     )  # fmt: skip
     command = (
@@ -867,6 +883,8 @@ def evaluate_cmd(
 def dataset_cmd(folder: str, out: str) -> None:
     """Convert citeulike-a into the generic import formats (items JSONL, interactions CSV)."""
     check_output_dir(out)
+    from digest.evaluate import read_citeulike, write_dataset
+
     items_path, pairs_path = write_dataset(read_citeulike(folder), out)
     click.echo(f"wrote {items_path} and {pairs_path}")
 

@@ -22,25 +22,29 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import sqlite_utils
 
 from digest.dispatch import Dispatcher, Outcome, utc_now
 from digest.errors import DigestError, ForeignDatabase, StorageError
-from digest.features import doc_of
 from digest.feedback import import_feedback
 from digest.ingest import ingest
-from digest.model import Recommender
-from digest.parsers import read_text
+from digest.parsers import expand_paths, read_text
 from digest.paths import check_output_file
 from digest.profiles import ProfileSet, load_profiles, teams_of
-from digest.rank import Ranking
 from digest.records import ReaderDigest, Recipient, StoredItem
 from digest.render.email import render_email
 from digest.settings import Settings
 from digest.store import Store
-from digest.training import item_vectors, sync_readers, train
+
+# The model and ranking (numpy, scipy, scikit-learn, LightFM) load on first use, so
+# commands that need no model start in a fraction of a second.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from digest.model import Recommender
+    from digest.rank import Ranking
 
 #: progress(stage, done, total): the CLI draws a bar on a terminal, log lines otherwise.
 Progress = Callable[[str, int, int], None]
@@ -155,6 +159,8 @@ def rank_readers(
     min_score: float | None = None,
 ) -> list[ReaderDigest]:
     """Rank `items` for `readers`, never offering what the ledger says they had."""
+    from digest.rank import Ranking
+
     ranking = Ranking(
         model, items, profiles=profiles, exclude=store.seen_by_all(), day=day,
         diversity=diversity, min_score=min_score, vectors=candidate_vectors(store, model, items),
@@ -166,6 +172,9 @@ def candidate_vectors(
     store: Store, model: Recommender, items: Sequence[StoredItem]
 ) -> dict[str, np.ndarray] | None:
     """The candidates' stored embeddings (encoding and storing any not yet made)."""
+    from digest.features import doc_of
+    from digest.training import item_vectors
+
     if not model.use_embed:
         return None
     return item_vectors(store, [doc_of(i) for i in items], recipe=model.embed_recipe)
@@ -199,6 +208,8 @@ def plan(
     if todo:
         # No candidates today: every digest is empty, and no model needs updating.
         fitted = model() if callable(model) and items else model
+        from digest.rank import Ranking
+
         vectors = candidate_vectors(store, fitted, items) if items else None
         ranking = Ranking(
             fitted, items, profiles=profiles, exclude=store.seen_by_all(), day=day,
@@ -238,12 +249,19 @@ def _blocks(values: list, size: int) -> Iterable[list]:
 
 
 def update_model(
-    store: Store, profiles: ProfileSet, settings: Settings, day: date, *, save: bool = True
-) -> Recommender:
+    store: Store, profiles: ProfileSet, settings: Settings, day: date, *, save: bool = True,
+    progress: Progress = _quiet,
+) -> Recommender:  # fmt: skip
     """The daily model: an incremental update of the saved model, or a first full train.
 
-    Sends from `day` on are not yet negatives (see `training.train`).
+    Sends from `day` on are not yet negatives (see `training.train`). Progress: the
+    "model: training" step's start and end, and "model: embedding new items" as
+    each batch of new items' sentence vectors is stored.
     """
+    from digest.training import train
+
+    progress(TRAINING, 0, 1)
+
     path = settings.store.model
     params = {
         "epochs": settings.model.epochs,
@@ -252,10 +270,17 @@ def update_model(
         "embed_recipe": settings.model.embed_text,
     }
     target = path if save else None
-    return train(
+    model = train(
         store, profiles, target, update=Path(path).exists(), before=day.isoformat(),
-        update_epochs=settings.model.update_epochs, source=path, **params,
+        update_epochs=settings.model.update_epochs, source=path,
+        embed_progress=lambda done, total: progress(EMBEDDING, done, total), **params,
     )  # fmt: skip
+    progress(TRAINING, 1, 1)
+    return model
+
+
+#: Progress stages of the model update.
+TRAINING, EMBEDDING = "model: training", "model: embedding new items"
 
 
 @dataclass
@@ -375,6 +400,8 @@ class RunReport:
     would: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    #: Wall seconds per stage, none counted twice: ingest, model, rank, render (waiting
+    #: for rendered digests) and deliver (writing, sending and recording them).
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -462,12 +489,15 @@ def _run(
     ws: Workspace, report: RunReport, day: date | None, only: str | None,
     progress: Progress, now: datetime,
 ) -> None:  # fmt: skip
+    from digest.training import sync_readers
+
     settings, store = ws.settings, ws.store
     with _timed(report, "ingest"):
-        _ingest_sources(ws, report, day)
+        _ingest_sources(ws, report, day, progress)
     report.day = day = day or latest_day(store, now.date())
-    sync_readers(store, ws.profiles)  # a dry run's store is a scratch copy
-    audience = recipients(store, ws.profiles, only=only)
+    with _timed(report, "rank"):
+        sync_readers(store, ws.profiles)  # a dry run's store is a scratch copy
+        audience = recipients(store, ws.profiles, only=only)
     if only is None:
         report.skipped += [
             f"{handle} (invalid profile {path})"
@@ -476,12 +506,15 @@ def _run(
             f"team {name} (invalid team file {path})"
             for name, path in sorted(ws.profiles.skipped_teams.items())
         ]
-    items = candidates(store, day, settings.digest.window_days)
+    with _timed(report, "rank"):
+        items = candidates(store, day, settings.digest.window_days)
 
     def model() -> Recommender:
         existed = Path(settings.store.model).exists()
         with _timed(report, "model"):
-            fitted = update_model(store, ws.profiles, settings, day, save=not report.dry_run)
+            fitted = update_model(
+                store, ws.profiles, settings, day, save=not report.dry_run, progress=progress
+            )
         report.model = "updated" if existed else "trained from scratch"
         return fitted
 
@@ -499,7 +532,7 @@ def _run(
     _outputs(settings, report)
 
 
-def _ingest_sources(ws: Workspace, report: RunReport, day: date | None) -> None:
+def _ingest_sources(ws: Workspace, report: RunReport, day: date | None, progress: Progress) -> None:
     """Ingest the configured sources, then import the configured feedback files.
 
     With `--date`, feeds are taken as fetched on that day (and yearless dumps get
@@ -509,7 +542,16 @@ def _ingest_sources(ws: Workspace, report: RunReport, day: date | None) -> None:
     if not (sources.paths or sources.feedback):
         return
     if sources.paths:
-        summary = ingest(ws.store, list(sources.paths), given=day)
+        files = len(expand_paths(list(sources.paths)))
+        done = 0
+
+        def file_done(_outcome: object) -> None:
+            nonlocal done
+            done += 1
+            progress("ingest", min(done, files), files)
+
+        progress("ingest", 0, files)
+        summary = ingest(ws.store, list(sources.paths), given=day, progress=file_done)
         report.failures += [f"ingest: {f.error}" for f in summary.files if f.status == "error"]
         report.ingested = (
             f"{len(summary.files)} file(s), {summary.new} new item(s), "
@@ -542,6 +584,7 @@ def _deliver(
     finally:
         for outcome in dispatcher.finish():
             report.count(outcome)
+        report.seconds["render"] = report.seconds.get("render", 0.0) + dispatcher.render_seconds
 
 
 def _outputs(settings: Settings, report: RunReport) -> None:
@@ -554,16 +597,22 @@ def _outputs(settings: Settings, report: RunReport) -> None:
 
 
 class _timed:
-    """Adds a stage's wall time to the report (the benchmark reads these)."""
+    """Adds a stage's wall time to the report (the benchmark reads these).
+
+    Stages do not overlap in the report: time a stage timed inside this one (the
+    model update, run when ranking first needs the model) is not counted twice.
+    """
 
     def __init__(self, report: RunReport, stage: str):
         self.report, self.stage = report, stage
 
     def __enter__(self) -> None:
         self.started = time.perf_counter()
+        self.others = sum(self.report.seconds.values())
 
     def __exit__(self, *exc: object) -> None:
-        spent = time.perf_counter() - self.started
+        nested = sum(self.report.seconds.values()) - self.others
+        spent = time.perf_counter() - self.started - nested
         self.report.seconds[self.stage] = self.report.seconds.get(self.stage, 0.0) + spent
 
 
@@ -583,6 +632,8 @@ def preview(
     Uses the stored plan for the day when there is one (what was or will be sent),
     else ranks with the saved model without storing anything.
     """
+    from digest.model import Recommender
+
     ws = open_workspace(settings, create=False)
     try:
         when = day or latest_day(ws.store)

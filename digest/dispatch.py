@@ -19,6 +19,7 @@ again by the next run of the day.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -33,7 +34,7 @@ from digest.profiles import valid_email
 from digest.records import ReaderDigest, Recipient
 from digest.render.bundle import RenderContext, Rendered, RenderJob, render_all
 from digest.render.email import EmailSettings
-from digest.render.feeds import KINDS
+from digest.render.feeds import KINDS, feed_tag
 from digest.render.links import Links
 from digest.render.wiki import WikiPost, post_path
 from digest.settings import ENV_SECRET, Settings
@@ -73,6 +74,9 @@ class Dispatcher:
     _owners: dict[str, str] = field(default_factory=dict)
     #: Deliveries written but not yet recorded (see `flush`).
     _pending: list[dict] = field(default_factory=list)
+    #: Seconds spent waiting for rendered digests (the rest of a run's delivery time
+    #: is writing, sending and recording).
+    render_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         secret = self.settings.secret()
@@ -120,7 +124,7 @@ class Dispatcher:
             jobs.append(RenderJob(digest, recipient, channels))
         jobs = self._with_feeds(jobs)
         ids = {w[1].audience: w[2] for w in work}
-        rendered_all = render_all(jobs, self.context())
+        rendered_all = self._rendered(jobs)
         for n, (job, rendered) in enumerate(zip(jobs, rendered_all, strict=True), 1):
             yield from self._apply(job, rendered, ids[job.recipient.audience])
             if n % BATCH == 0:
@@ -128,6 +132,19 @@ class Dispatcher:
             if progress:
                 progress(n, len(jobs))
         self.flush()
+
+    def _rendered(self, jobs: list[RenderJob]) -> Iterator[Rendered]:
+        """Every job's outputs in order, timing the wait for each (`render_seconds`)."""
+        results = render_all(jobs, self.context())
+        while True:
+            started = time.perf_counter()
+            try:
+                rendered = next(results)
+            except StopIteration:
+                return
+            finally:
+                self.render_seconds += time.perf_counter() - started
+            yield rendered
 
     def flush(self) -> None:
         """Make the batch's files durable, then record the batch's deliveries at once.
@@ -198,10 +215,14 @@ class Dispatcher:
         return out
 
     def _feed_tokens(self, recipients: Sequence[Recipient]) -> dict[str, str]:
+        """Audience -> private feed token, for every reader and team with a feed."""
         if not self.links.base_url or self.dry_run:
             return {}
-        handles = [r.handle for r in recipients if not r.is_team and "feed" in r.channels]
-        return self.store.feed_tokens(handles)
+        fed = [r for r in recipients if "feed" in r.channels]
+        tokens = self.store.feed_tokens([r.handle for r in fed if not r.is_team])
+        teams = self.store.team_feed_tokens([r.handle for r in fed if r.is_team])
+        tokens.update((f"team:{name}", token) for name, token in teams.items())
+        return tokens
 
     def _apply(self, job: RenderJob, rendered: Rendered, digest_id: int) -> Iterator[Outcome]:
         for channel in job.channels:
@@ -355,13 +376,13 @@ class Dispatcher:
         return Outcome(recipient.audience, "feed", "delivered", ", ".join(written))
 
     def _feed_url(self, recipient: Recipient, kind: str, tokens: dict[str, str]) -> str:
-        """The feed's public URL on the service, or its file URL without one."""
-        token = tokens.get(recipient.handle) if not recipient.is_team else None
-        url = self.links.feed(token, kind) if token else None
-        if url:
-            return url
-        path = self.settings.feeds_dir() / f"{_file_stem(recipient)}.{kind}"
-        return path.resolve().as_uri()
+        """The feed's public URL on the service (by its private token), else a tag: URI.
+
+        Without a base URL there is no public address: the feed is named by a stable
+        tag URI, never by the path it is written to on this machine.
+        """
+        url = self.links.feed(tokens.get(recipient.audience), kind)
+        return url or feed_tag(_authority(self.settings.email.list_id), recipient.audience, kind)
 
     # -- wiki ----------------------------------------------------------------------------
 

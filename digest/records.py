@@ -72,6 +72,12 @@ class StoredItem:
     project_urls: tuple[str, ...] = ()
     source: str = ""
 
+    def __hash__(self) -> int:
+        # Renderers key their per-paper caches by the item: hashing every field (a long
+        # abstract among them) on each lookup cost more than the lookup. Equal items
+        # still hash alike; items that differ elsewhere are told apart by __eq__.
+        return hash((self.id, self.title))
+
 
 @dataclass(frozen=True)
 class Explanation:

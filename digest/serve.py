@@ -3,7 +3,7 @@
     GET  /c/<token>          record a click, then 302 to the item's own URL
     GET  /f/<token>          record "more" or "less like this"; POST undoes it
     GET  /u/<token>          a confirmation page; POST unsubscribes (RFC 8058 one-click)
-    GET  /feeds/<token>.atom a reader's feed (also .rss), by their private feed token
+    GET  /feeds/<token>.atom a reader's or team's feed (also .rss), by its private token
     GET  /healthz            the database answers
 
 Tokens are signed (`digest.tokens`); a token that does not verify records nothing
@@ -178,8 +178,8 @@ class Service:
 
     def feed(self, request: Request) -> FileResponse | HTMLResponse:
         token, kind = request.path_params["token"], request.path_params["kind"]
-        handle = self.store().reader_for_feed_token(token) if len(token) >= 16 else None
-        path = self.settings.feeds_dir() / f"{handle}.{kind}" if handle else None
+        audience = self.store().audience_for_feed_token(token) if len(token) >= 16 else None
+        path = self.settings.feeds_dir() / _feed_file(audience, kind) if audience else None
         if path is None or not path.is_file():
             return self._page("Not found", ["No such feed."], status=404)
         media = {"atom": "application/atom+xml", "rss": "application/rss+xml"}[kind]
@@ -325,6 +325,13 @@ def listen(host: str, port: int) -> socket.socket:
         return sock
     except OSError as exc:
         raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _feed_file(audience: str, kind: str) -> str:
+    """Where `digest run` writes an audience's feed, under the feeds folder."""
+    if audience.startswith("team:"):
+        return f"teams/{audience.removeprefix('team:')}.{kind}"
+    return f"{audience}.{kind}"
 
 
 def _here(request: Request) -> str:

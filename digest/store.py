@@ -347,6 +347,22 @@ def m008_embedding_text_hash(db: sqlite_utils.Database) -> None:
     db.executescript("ALTER TABLE embeddings ADD COLUMN text_hash TEXT;")
 
 
+def m009_team_feed_tokens(db: sqlite_utils.Database) -> None:
+    """A private feed token per team, as readers have one (`readers.feed_token`).
+
+    Teams live in profile files, not in the database, so their tokens get a table
+    of their own, keyed by team name.
+    """
+    db.executescript(
+        """
+        CREATE TABLE team_feeds (
+            team TEXT PRIMARY KEY,
+            feed_token TEXT NOT NULL UNIQUE
+        ) WITHOUT ROWID;
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_readers_feedback,
@@ -356,6 +372,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m006_embeddings,
     m007_canonical_event_times,
     m008_embedding_text_hash,
+    m009_team_feed_tokens,
 ]
 
 
@@ -907,6 +924,43 @@ class Store:
                     if handle in known:
                         out[handle] = self.rotate_feed_token(handle)
         return out
+
+    def audience_for_feed_token(self, token: str) -> str | None:
+        """The reader handle, or `team:<name>`, whose private feed token this is."""
+        handle = self.reader_for_feed_token(token)
+        if handle is not None:
+            return handle
+        row = self.conn.execute(
+            "SELECT team FROM team_feeds WHERE feed_token = ?", (token,)
+        ).fetchone()
+        return f"team:{row[0]}" if row else None
+
+    def team_feed_tokens(self, teams: Sequence[str]) -> dict[str, str]:
+        """Feed tokens of these teams, creating the missing ones in one transaction."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(teams)):
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                self.conn.execute(
+                    f"SELECT team, feed_token FROM team_feeds WHERE team IN ({marks})", chunk
+                ).fetchall()
+            )
+        missing = [t for t in teams if t not in out]
+        if missing:
+            with self.transaction():
+                for team in missing:
+                    out[team] = self.rotate_team_feed_token(team)
+        return out
+
+    def rotate_team_feed_token(self, team: str) -> str:
+        """Give a team a new random feed token (its first one, or a replacement)."""
+        token = secrets.token_urlsafe(24)
+        self.conn.execute(
+            "INSERT INTO team_feeds (team, feed_token) VALUES (?, ?) "
+            "ON CONFLICT (team) DO UPDATE SET feed_token = excluded.feed_token",
+            (team, token),
+        )
+        return token
 
     def rotate_feed_token(self, handle: str) -> str:
         """Give a reader a new random feed token: the old feed URL stops working."""

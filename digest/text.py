@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 import unicodedata
 from collections.abc import Iterable
 
@@ -15,10 +14,37 @@ _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _NON_WORD = re.compile(r"[^\w]+|_")
 # arXiv re-posts append a revision marker ("Title [v2]"): it names a version, not a paper.
 _REPOST_MARK = re.compile(r"\s*\[v\d+\]\s*$", re.IGNORECASE)
-# Control and invisible format characters (C0/C1 controls, zero-width and bidi marks).
+#: What no reader ever sees, the one rule every renderer (email, feeds, wiki) applies:
+#: C0 and C1 controls but the line breaks and tabs that whitespace collapsing turns
+#: into spaces, lone surrogates (not encodable, and not XML), bidi embeddings,
+#: overrides, isolates and marks, which reorder what a reader sees (U+202E makes
+#: "gpj.exe" read as "exe.jpg"), a BOM, and the noncharacters U+FFFE and U+FFFF.
+#: What is left is valid XML 1.0 character data.
+UNSEEN_CHARS = (
+    "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff"
+    "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff"
+)
+_UNSEEN = re.compile(f"[{UNSEEN_CHARS}]")
+# What ingest drops (`clean_text`): controls, zero-width characters and bidi marks. Lone
+# surrogates are left to the parsers, which turn them into U+FFFD; renderers drop
+# the rest of what no reader should see with `display_text`.
 _CONTROL = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]"
 )
+
+
+def display_text(text: str | None) -> str:
+    """One line of text as a reader is shown it: `UNSEEN_CHARS` dropped, whitespace collapsed.
+
+    Tabs, line breaks (U+2028 and U+2029 too) and other runs of whitespace become
+    single spaces and the ends are trimmed; everything else is kept as written.
+    """
+    if not text:
+        return ""
+    if text.isascii() and text.isprintable():
+        return " ".join(text.split())
+    # str.split() also splits on U+2028, U+2029 and other Unicode spaces.
+    return " ".join(_UNSEEN.sub("", text).split())
 
 
 def clean_text(text: str) -> str:
@@ -76,6 +102,8 @@ def phrase_matches(texts: list[str], phrases: Iterable[str]) -> dict[str, set[in
     SQLite FTS5 porter tokenizer as the store's search index (in memory, so nothing
     touches the database); a phrase of several words must appear as a phrase.
     """
+    import sqlite3  # here: renderers import this module and must not load SQLite
+
     wanted = {p: _WORD.findall(p) for p in set(phrases)}
     wanted = {p: words for p, words in wanted.items() if words}
     if not wanted or not texts:

@@ -71,14 +71,15 @@ def item_vectors(
     rank. A vector counts only for the exact text it was made from.
     """
     key = embed.cache_key(recipe)
-    texts = {d.id: embed.text_of(d.title, d.abstract, recipe) for d in docs}
-    hashes = {i: digest_of(key, text) for i, text in texts.items()}
+    hashes = {d.id: text_hash(d, recipe) for d in docs}
     out: dict[str, np.ndarray] = {}
-    for item_id, (blob, text_hash) in store.embeddings(list(texts), key).items():
+    for item_id, (blob, stored_hash) in store.embeddings(list(hashes), key).items():
         vector = np.frombuffer(blob, dtype=np.float32)
-        if text_hash == hashes[item_id] and vector.shape == (embed.DIMENSIONS,):
+        if stored_hash == hashes[item_id] and vector.shape == (embed.DIMENSIONS,):
             out[item_id] = vector
     missing = [d for d in docs if d.id not in out]
+    if progress and missing:
+        progress(0, len(missing))
     for start in range(0, len(missing), _EMBED_BATCH):
         batch = missing[start : start + _EMBED_BATCH]
         vectors = embed.encode_items([(d.title, d.abstract) for d in batch], recipe)
@@ -88,6 +89,11 @@ def item_vectors(
         if progress:
             progress(start + len(batch), len(missing))
     return out
+
+
+def text_hash(doc: ItemDoc, recipe: str = embed.DEFAULT_RECIPE) -> str:
+    """Names the exact text a stored vector was made from (model and recipe included)."""
+    return digest_of(embed.cache_key(recipe), embed.text_of(doc.title, doc.abstract, recipe))
 
 
 def uses_embeddings(setting: str) -> bool:
@@ -112,6 +118,7 @@ def train(
     update_epochs: int = 3,
     source: str | Path | None = None,
     tune: bool = True,
+    embed_progress: Callable[[int, int], None] | None = None,
     **params,
 ) -> Recommender:
     """Fit (or, with `update`, incrementally update) the model and save it atomically.
@@ -121,7 +128,8 @@ def train(
     that day on out of the negatives: the daily run trains before it delivers, on
     what readers had time to open. A full train (not an update) with `tune` learns
     the blend weights from the newest items' clicks (`digest.tuning`); an update
-    keeps the weights the model has.
+    keeps the weights the model has. `embed_progress(done, total)` follows the
+    sentence vectors encoded for items that have none stored yet.
     """
     stored = store.stored_items()
     docs = [doc_of(item) for item in stored]
@@ -131,12 +139,16 @@ def train(
     if update and start and Path(start).exists():
         model = Recommender.load(start)
         recipe = model.embed_recipe
-        vectors = item_vectors(store, docs, recipe=recipe) if model.use_embed else None
+        vectors = (
+            item_vectors(store, docs, embed_progress, recipe=recipe) if model.use_embed else None
+        )
         model.fit_partial(docs, interactions, readers, epochs=update_epochs, item_vectors=vectors)
     else:
         wants = uses_embeddings(params.get("embeddings", "auto"))
         recipe = params.get("embed_recipe", embed.DEFAULT_RECIPE)
-        vectors = item_vectors(store, docs, recipe=recipe) if wants and docs else None
+        vectors = (
+            item_vectors(store, docs, embed_progress, recipe=recipe) if wants and docs else None
+        )
         fit = FitJob(docs, interactions, readers, vectors, params)
         days = [item.first_seen for item in stored]
         model = fit.tuned(digest_size(profiles), days) if tune else fit.untuned()

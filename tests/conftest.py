@@ -36,7 +36,8 @@ def runner() -> CliRunner:
 
 
 def _hostile_corpus() -> dict:
-    """tests/fixtures/render/hostile.json, with `times` entries expanded."""
+    """tests/fixtures/render/hostile.json (the one corpus every renderer's tests use),
+    with `times` entries expanded."""
     import json
 
     corpus = json.loads((FIXTURES / "render" / "hostile.json").read_text(encoding="utf-8"))
@@ -45,7 +46,7 @@ def _hostile_corpus() -> dict:
         value = entry["value"] * entry.get("times", 1)
         shown = " ".join(entry.get("shown", value).split())
         texts.append({"name": entry["name"], "value": value, "shown": shown})
-    return {"texts": texts, "urls": corpus["urls"]}
+    return {"texts": texts, "urls": corpus["urls"], "names": corpus["names"]}
 
 
 HOSTILE = _hostile_corpus()

@@ -192,3 +192,10 @@ def test_evaluation_without_the_embed_extra_reports_the_base_model(monkeypatch) 
     (report,) = evaluate(_topical(200, 30), [1], protocols=("item-cold-start",), workers=1)
     assert FIXED_EMBED not in report.metrics and LEARNED_EMBED not in report.metrics
     assert report.metrics[FIXED_NO_EMBED]["auc"] > 0.9
+
+
+def test_the_cli_offers_every_protocol_the_evaluation_knows() -> None:
+    from digest.cli import PROTOCOL_NAMES
+    from digest.evaluate import PROTOCOLS
+
+    assert tuple(PROTOCOLS) == PROTOCOL_NAMES

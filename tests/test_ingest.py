@@ -97,7 +97,7 @@ def test_store_records_migrations_and_uses_wal(db_path: Path) -> None:
         assert store.applied_migrations() == [
             "m001_initial", "m002_readers_feedback", "m003_item_keys_by_key",
             "m004_fts_detail_column", "m005_digest_ledger", "m006_embeddings",
-            "m007_canonical_event_times",
+            "m007_canonical_event_times", "m008_embedding_text_hash", "m009_team_feed_tokens",
         ]  # fmt: skip
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with Store.open(db_path) as store:  # reopening applies nothing twice
@@ -125,9 +125,10 @@ def test_database_from_first_release_migrates_with_its_data(db_path: Path, monke
     monkeypatch.undo()
     with Store.open(db_path) as store:
         applied = store.applied_migrations()
-        assert applied[-5:] == [
+        assert applied[2:] == [
             "m003_item_keys_by_key", "m004_fts_detail_column", "m005_digest_ledger",
-            "m006_embeddings", "m007_canonical_event_times",
+            "m006_embeddings", "m007_canonical_event_times", "m008_embedding_text_hash",
+            "m009_team_feed_tokens",
         ]  # fmt: skip
         assert store.sends() == [("ada", first, "2026-03-09")]  # moved to the ledger
         assert [e[2] for e in store.events()] == ["click"]

@@ -55,3 +55,20 @@ def test_nothing_below_the_cli_imports_it() -> None:
     for path in sorted(PACKAGE.rglob("*.py")):
         if path.name not in ("cli.py", "__main__.py"):
             assert "cli" not in _digest_imports(path), f"{path.relative_to(ROOT)} imports cli"
+
+
+def test_the_cli_starts_without_the_model_libraries() -> None:
+    """`digest --help` and commands that need no model do not pay for loading it."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from digest.cli import cli\n"
+        "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
+        "heavy = {'digest.model', 'digest.rank', 'digest.training', 'digest.evaluate',\n"
+        "         'sklearn', 'scipy', 'lightfm', 'torch', 'sentence_transformers'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -6,6 +6,7 @@ way a mail client would, with the standard `email` package and a strict HTML par
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 import re
@@ -33,6 +34,7 @@ from digest.render.email import (
     RenderedEmail,
     _excerpt,
     _fit,
+    _quoted_printable,
     clean,
     compile_html,
     html_template,
@@ -291,6 +293,34 @@ def test_as_bytes_reads_back_as_the_email_package_would_write_it(body: str) -> N
     assert max(len(line) for line in body.split(b"\r\n")) <= 76  # RFC 2045's limit
 
 
+#: Lines of every length around the reuse threshold, "=", trailing blanks, non-ASCII.
+qp_lines = st.lists(
+    st.one_of(
+        st.text(st.sampled_from("ab =\t.é👩\r"), max_size=20),
+        st.builds(
+            lambda n, tail: "x" * n + tail,
+            st.integers(70, 400),
+            st.sampled_from(["", " ", "=", "é"]),
+        ),
+    ),
+    max_size=12,
+).map("\n".join)
+
+
+@given(qp_lines, st.booleans())
+def test_quoted_printable_in_pieces_is_the_whole_body_encoded_at_once(
+    body: str, final_newline: bool
+) -> None:
+    body += "\n" if final_newline else ""
+    whole = body.replace("\r\n", "\n").replace("\r", "\n").removesuffix("\n") + "\n"
+    expected = binascii.b2a_qp(
+        whole.replace("\n", "\r\n").encode(), quotetabs=False, istext=True, header=False
+    )
+    assert _quoted_printable(body) == expected
+    assert _quoted_printable(body, reuse=True) == expected
+    assert _quoted_printable(body, reuse=True) == expected  # reused lines too
+
+
 def test_a_rendered_message_reads_back_as_the_email_package_would_write_it() -> None:
     mail = rendered(digest_of([*long_items(3), item(4, title="Zoë’s <b>café</b> = 1")]))
     assert mime_view(mail.as_bytes()) == mime_view(mail.message().as_bytes(policy=WIRE_POLICY))
@@ -520,14 +550,28 @@ def test_the_html_template_is_compiled_once_with_the_per_email_tags_intact() -> 
     assert "<mj-" not in html and "[%" not in html and "[[" not in html
     for tag in (
         "<title>{{ subject }}</title>",
-        "{% for item in items %}",
-        "{% if not loop.first %}",
-        'href="{{ item.url }}"',
-        "{{ item.title }}",
+        "{% for html in item_html %}",
         'href="{{ unsubscribe_url }}"',
     ):
         assert tag in html, tag
     assert html_template() is html_template()
+
+
+def test_an_items_html_is_rendered_once_per_paper_and_filled_in_per_email() -> None:
+    """Two readers get the same paper: one fragment, each with their own links and rank."""
+    paper = item(1)
+    ada, bob = Recipient("ada", "Ada", "ada@example.org"), Recipient("bob", "Bob", "b@x.org")
+    mails = [
+        rendered(ReaderDigest(who.audience, DAY, (Pick(paper, rank, 1.0, Explanation()),)), who)
+        for rank, who in ((1, ada), (3, bob))
+    ]
+    for mail, (rank, who) in zip(mails, ((1, "ada"), (3, "bob")), strict=True):
+        found = assert_safe(mail.html)
+        assert found.titles == ["Paper 1: sparse attention for long documents"]
+        tracked = [h for h in found.hrefs if h.startswith((f"{BASE}/c/", f"{BASE}/f/"))]
+        assert tracked and all(SIGNER.verify(h.rsplit("/", 1)[1]).reader == who for h in tracked)
+        assert f"#{rank}" in found.text
+        assert "\x00" not in mail.html
 
 
 @pytest.mark.parametrize("count", [1, 20])

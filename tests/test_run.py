@@ -17,6 +17,7 @@ import asyncio
 import email
 import json
 import os
+import pty
 import re
 import shutil
 import signal
@@ -29,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -39,8 +41,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from click.testing import CliRunner, Result
 
+from digest import daily
 from digest.cli import cli
 from digest.dispatch import BATCH
+from digest.settings import load_settings
 from digest.tokens import TokenSigner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,15 +256,13 @@ def digest_process(
     """`python -m digest.cli ARGS` as a real process, importing this worktree's code."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     environment.update(PYTHONPATH=str(ROOT), **(env or {}))
+    streams = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     return subprocess.Popen(
         [sys.executable, "-m", "digest.cli", *args],
         cwd=cwd,
         env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
         text=True,
-        **options,
+        **(streams | options),
     )
 
 
@@ -1007,6 +1009,9 @@ def test_progress_on_a_pipe_is_plain_lines_and_failures_one_line(
     assert status == 0, err
     lines = err.splitlines()
     assert lines and all(re.fullmatch(r"(ingest|model|rank|deliver): .+", line) for line in lines)
+    files = len([p for p in (site.root / "inputs").rglob("*") if p.is_file()]) - 1  # feedback
+    assert lines[0] == f"ingest: 0/{files}" and f"ingest: {files}/{files}" in lines
+    assert lines.index("model: training: 0/1") < lines.index("model: training: 1/1")
     assert "deliver: 5/5" in lines
     assert "\x1b" not in err + out  # no terminal control sequences
     assert out.startswith(f"digest for {DAY1}\n")
@@ -1021,6 +1026,57 @@ def test_progress_on_a_pipe_is_plain_lines_and_failures_one_line(
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         next(line for line in err.splitlines() if "cannot reach" in line)
     ]
+
+
+def test_progress_on_a_terminal_is_a_bar(site: Site) -> None:
+    """Under a pseudo-terminal `digest run` draws a progress bar, not log lines."""
+    main, child = pty.openpty()
+    try:
+        process = digest_process(
+            "--config", str(site.config_path), "run", "--date", DAY1, cwd=site.root,
+            env={"TERM": "xterm-256color", "COLUMNS": "100"}, stdout=child, stderr=child,
+        )  # fmt: skip
+    finally:
+        os.close(child)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    assert process.wait(timeout=120) == 0, shown.decode(errors="replace")
+    screen = shown.decode("utf-8", errors="replace")
+    assert "\x1b[" in screen  # drawn with terminal control sequences
+    assert "━" in screen  # the bar itself
+    for stage in ("ingest", "model: training", "rank", "deliver"):
+        assert stage in screen, stage
+    assert not re.search(r"^(ingest|rank|deliver): \d+/\d+\r?$", screen, re.MULTILINE)
+    assert f"digest for {DAY1}" in screen  # then the summary
+
+
+def test_the_model_update_reports_embedding_and_training(site: Site) -> None:
+    """Sentence vectors of new items are counted as they are stored, then training ends."""
+    site.set("model", embeddings="on")
+    calls: list[tuple[str, int, int]] = []
+    report = daily.run(
+        load_settings(str(site.config_path)), day=date.fromisoformat(DAY1),
+        progress=lambda *call: calls.append(call),
+    )  # fmt: skip
+    assert report.ok, report.failures
+    model = [c for c in calls if c[0].startswith("model")]
+    assert model[0] == (daily.TRAINING, 0, 1) and model[-1] == (daily.TRAINING, 1, 1)
+    embedding = [c for c in model if c[0] == daily.EMBEDDING]
+    items = site.query("SELECT count(*) FROM items")[0][0]
+    assert embedding[0] == (daily.EMBEDDING, 0, items)
+    assert embedding[-1] == (daily.EMBEDDING, items, items)
+    assert [done for _, done, _ in embedding] == sorted(done for _, done, _ in embedding)
+    # Every stage is timed once: the model update is not also counted as ranking.
+    assert set(report.seconds) == {"ingest", "model", "rank", "render", "deliver"}
+    assert all(seconds >= 0 for seconds in report.seconds.values())
 
 
 def test_preview_to_a_named_file(site: Site, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ import httpx
 import pytest
 import uvicorn
 from click.testing import CliRunner
+from lxml import etree
 
 from digest.cli import cli
 from digest.errors import ConfigError, StorageError
@@ -905,6 +906,67 @@ def test_the_feed_link_in_a_delivered_email_serves_that_readers_feed(tmp_path: P
     assert rss.status_code == 200 and rss.content == (folder / "ada.rss").read_bytes()
     assert by_handle.status_code == 404
     assert f"{feed}".encode() in atom.content  # the feed names its own private URL
+
+
+def feed_self(data: bytes) -> tuple[str, str]:
+    """An Atom feed's id and rel="self" link."""
+    root = etree.fromstring(data)
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    return root.findtext("a:id", namespaces=ns), root.find("a:link[@rel='self']", ns).get("href")
+
+
+def test_a_team_feed_is_served_by_its_own_private_token(tmp_path: Path) -> None:
+    config = example_config(tmp_path, "http://127.0.0.1:9")
+    day = run_cli(config, "run", "--date", "2026-03-10")
+    assert day.returncode == 0, day.stderr
+    folder = tmp_path / "out" / "feeds"
+    team_atom = (folder / "teams" / "efficiency.atom").read_bytes()
+    feed_id, self_url = feed_self(team_atom)
+    assert feed_id == self_url
+    assert re.fullmatch(r"http://127\.0\.0\.1:9/feeds/[A-Za-z0-9_-]{16,}\.atom", self_url)
+    for path in folder.rglob("*.*"):  # no feed names a path on this machine
+        assert b"file:" not in path.read_bytes() and str(tmp_path).encode() not in path.read_bytes()
+    old = self_url.removeprefix("http://127.0.0.1:9")
+    settings = load_settings(str(config), env={"DIGEST_SECRET": SECRET})
+    with (
+        LiveServer(create_app(settings)) as server,
+        httpx.Client(base_url=server.base) as http,
+    ):
+        atom, rss = http.get(old), http.get(old.replace(".atom", ".rss"))
+        assert atom.status_code == 200 and atom.content == team_atom
+        assert atom.headers["content-type"].startswith("application/atom+xml")
+        assert rss.status_code == 200
+        assert rss.content == (folder / "teams" / "efficiency.rss").read_bytes()
+        assert http.get("/feeds/efficiency.atom").status_code == 404
+        assert http.get("/feeds/teams/efficiency.atom").status_code == 404
+
+        rotated = run_cli(config, "readers", "rotate-feed-token", "team:efficiency")
+        assert rotated.returncode == 0, rotated.stderr
+        new = re.search(r"/feeds/([A-Za-z0-9_-]+)\.atom", rotated.stdout).group(0)
+        assert rotated.stdout.startswith("team:efficiency: new feed http://127.0.0.1:9/feeds/")
+        assert http.get(old).status_code == 404
+        assert http.get(new).content == team_atom
+    # The next delivery writes the team's feed under its new name.
+    again = run_cli(config, "run", "--date", "2026-03-11")
+    assert again.returncode == 0, again.stderr
+    assert feed_self((folder / "teams" / "efficiency.atom").read_bytes())[1].endswith(new)
+
+    unknown = run_cli(config, "readers", "rotate-feed-token", "team:nope")
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("error: no team 'nope' in ")
+    assert "Traceback" not in unknown.stderr
+
+
+def test_without_a_base_url_a_feed_is_named_by_a_tag_uri_not_a_path(tmp_path: Path) -> None:
+    config = example_config(tmp_path, "")
+    day = run_cli(config, "run", "--date", "2026-03-11")
+    assert day.returncode == 0, day.stderr
+    folder = tmp_path / "out" / "feeds"
+    for name, audience in (("ada.atom", "ada"), ("teams/efficiency.atom", "team:efficiency")):
+        data = (folder / name).read_bytes()
+        expected = f"tag:digest.example.org,2026:feeds/{audience}.atom"
+        assert feed_self(data) == (expected, expected)
+        assert b"file:" not in data and str(tmp_path).encode() not in data
 
 
 def profile_subscribed(config: Path, handle: str) -> bool:

@@ -17,12 +17,12 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from multiprocessing import get_context
 
-from digest.records import ReaderDigest, Recipient
+from digest.records import Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.email import EmailSettings, render_email
 from digest.render.feeds import KINDS, FeedSettings, render_feeds
 from digest.render.links import Links
@@ -181,7 +181,39 @@ def _die_with_parent(parent: int) -> None:
 
 def _render_chunk(jobs: list[RenderJob]) -> list[Rendered]:
     ctx = _WORKER["ctx"]
-    return [render_job(job, ctx) for job in jobs]
+    return [render_job(job, ctx) for job in _one_copy_per_paper(jobs)]
+
+
+#: This worker's copy of every paper it has rendered (see `_one_copy_per_paper`).
+_PAPERS: dict[StoredItem, StoredItem] = {}
+_MAX_PAPERS = 50_000
+
+
+def _one_copy_per_paper(jobs: list[RenderJob]) -> list[RenderJob]:
+    """The jobs, their picks holding this worker's one copy of each paper.
+
+    Each chunk arrives with fresh copies of its papers, and the renderers look papers
+    up in their caches many times per digest: with the same object every time, a
+    lookup compares no fields (a dict compares identity first).
+    """
+    if len(_PAPERS) > _MAX_PAPERS:
+        _PAPERS.clear()
+    made: dict[int, ReaderDigest] = {}
+
+    def canonical(digest: ReaderDigest) -> ReaderDigest:
+        if id(digest) not in made:
+            picks = tuple(
+                Pick(_PAPERS.setdefault(p.item, p.item), p.rank, p.score, p.why, p.members)
+                for p in digest.picks
+            )
+            made[id(digest)] = ReaderDigest(digest.audience, digest.day, picks)
+        return made[id(digest)]
+
+    return [
+        replace(job, digest=canonical(job.digest),
+                feed_window=tuple(canonical(d) for d in job.feed_window))
+        for job in jobs
+    ]  # fmt: skip
 
 
 def _chunks(jobs: Sequence[RenderJob], size: int) -> Iterable[list[RenderJob]]:

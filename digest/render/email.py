@@ -32,12 +32,14 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 import jinja2
+from markupsafe import Markup, escape
 from mjml import mjml2html
 
 from digest.errors import ConfigError
-from digest.records import Explanation, Pick, ReaderDigest, Recipient
+from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.links import Links, is_web_url
-from digest.render.templates import environment
+from digest.render.templates import Slotted, environment, slot
+from digest.text import display_text
 
 #: Folding long headers breaks List-Unsubscribe URLs in some receivers; never fold.
 #: (Bodies are quoted-printable, so no body line comes near SMTP's 998-octet limit.)
@@ -56,17 +58,10 @@ _MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
 )  # fmt: skip
-#: What displayed text drops: C0 and C1 controls but the line breaks and tabs that
-#: `clean` turns into spaces, lone surrogates (not encodable), and bidi embeddings,
-#: overrides, isolates and marks, which reorder what a reader sees (U+202E makes
-#: "gpj.exe" read as "exe.jpg"); also a BOM and the noncharacters U+FFFE and U+FFFF.
-_UNSEEN = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff"
-    "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]"
-)
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 HTML_TEMPLATE = "email.mjml.j2"
+ITEM_TEMPLATE = "email_item.html.j2"
 TEXT_TEMPLATE = "email.txt.j2"
 #: The MJML template's compile-time syntax; `{% %}`, `{{ }}` and `{# #}` are left for
 #: each email, and must come through mjml2html unchanged.
@@ -144,11 +139,11 @@ class RenderedEmail:
             b"MIME-Version: 1.0\r\n",
             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
         ]
-        for subtype, body in (("plain", self.text), ("html", self.html)):
+        for subtype, body, reuse in (("plain", self.text, False), ("html", self.html, True)):
             parts += [
                 f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'.encode(),
                 b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-                _quoted_printable(body),
+                _quoted_printable(body, reuse=reuse),
                 b"\r\n",  # the delimiter's own line break: the body keeps its last one
             ]
         parts.append(f"--{boundary}--\r\n".encode())
@@ -162,13 +157,48 @@ def _header(name: str, value: str) -> bytes:
     return WIRE_POLICY.fold_binary(name, WIRE_POLICY.header_store_parse(name, value)[1])
 
 
-def _quoted_printable(text: str) -> bytes:
-    """A body as quoted-printable UTF-8 with CRLF line ends, ending in a line end."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.endswith("\n"):
-        text += "\n"
-    data = text.replace("\n", "\r\n").encode("utf-8")
+def _quoted_printable(text: str, *, reuse: bool = False) -> bytes:
+    """A body as quoted-printable UTF-8 with CRLF line ends, ending in a line end.
+
+    With `reuse`, the same bytes (a test checks) made faster for the HTML body, where
+    encoding was the largest single cost of an email: quoted-printable carries nothing
+    across a line end, so the body can be encoded in pieces. Each long line (an
+    abstract, an author list and the layout around them: the same in every email the
+    paper is in) is encoded once per process and reused, and the short lines between
+    two long ones are encoded together.
+    """
+    if not reuse:
+        return _qp_lines(text.replace("\r\n", "\n").replace("\r", "\n").removesuffix("\n"))
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()  # the body's own last line end
+    out: list[bytes] = []
+    start = 0
+    for n, line in enumerate(lines):
+        if len(line) >= _QP_CACHED_LINE:
+            if n > start:
+                out.append(_qp_lines("\n".join(lines[start:n])))
+            out.append(_qp_line(line))
+            start = n + 1
+    if start < len(lines) or not out:
+        out.append(_qp_lines("\n".join(lines[start:])))
+    return b"".join(out)
+
+
+#: Lines at least this long are encoded once and reused; shorter ones cost more to
+#: look up than to encode with their neighbours.
+_QP_CACHED_LINE = 120
+
+
+def _qp_lines(lines: str) -> bytes:
+    """Lines (LF between them) as quoted-printable, with CRLF line ends, ending in one."""
+    data = f"{lines}\n".replace("\n", "\r\n").encode()
     return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+
+
+# Long lines that recur (most of an email) are encoded once. A line seen once costs a
+# slot until pushed out; the size holds a day's papers' lines with room to spare.
+_qp_line = lru_cache(maxsize=32768)(_qp_lines)
 
 
 @dataclass(frozen=True)
@@ -214,12 +244,15 @@ def render_email(
 
     html_page, text_page = html_template(settings.templates), text_template(settings.templates)
 
+    item_html = [_item_html(view, n == 0, settings.templates) for n, view in enumerate(items)]
+
     def html_for(n: int) -> str:
         shown = items[:n]
         with _template_errors(HTML_TEMPLATE):
             return html_page.render(
-                context, items=shown, hidden=len(items) - n, preheader=_preheader(shown)
-            )
+                context, items=shown, item_html=item_html[:n], hidden=len(items) - n,
+                preheader=_preheader(shown),
+            )  # fmt: skip
 
     shown, html = _fit(len(items), html_for, settings.max_html_bytes)
     hidden = len(items) - shown
@@ -269,10 +302,78 @@ def compile_html(templates: str | None = None) -> str:
 
 
 @lru_cache(maxsize=8)
+def item_template(templates: str | None = None) -> jinja2.Template:
+    """`email_item.html.j2`, one item of the HTML body (autoescaped, by its name)."""
+    with _template_errors(ITEM_TEMPLATE):
+        return environment(templates).get_template(ITEM_TEMPLATE)
+
+
+def _item_html(view: ItemView, first: bool, templates: str | None) -> Markup:
+    """One item's HTML: its paper's fragment with this reader's values filled in."""
+    fragment = _item_fragment(
+        templates, view.title, view.authors, view.abstract, view.extra_links, first,
+        view.url is not None, view.more_url is not None, view.less_url is not None,
+        bool(view.members), tuple(bool(label) for label, _ in view.why),
+    )  # fmt: skip
+    values = {
+        "rank": str(view.rank),
+        "url": _html(view.url),
+        "more": _html(view.more_url),
+        "less": _html(view.less_url),
+        "members": _html(view.members),
+        "why": _html(view.why_text),
+    }
+    for n, (label, value) in enumerate(view.why):
+        values[f"label{n}"], values[f"value{n}"] = _html(label), _html(value)
+    return Markup(fragment.fill(values))
+
+
+# An item's HTML is mostly its paper's (title, authors, abstract, code and project
+# links) and the same in every email it is in: `email_item.html.j2` is rendered once
+# per paper and shape (which parts the item has, and whether it comes first), with
+# slots for what is the reader's, and each email fills them in.
+@lru_cache(maxsize=32768)
+def _item_fragment(
+    templates: str | None, title: str, authors: str, abstract: str,
+    extra_links: tuple[tuple[str, str], ...], first: bool, url: bool, more: bool,
+    less: bool, members: bool, why_shape: tuple[bool, ...],
+) -> Slotted:  # fmt: skip
+    view = ItemView(
+        rank=slot("rank"),  # type: ignore[arg-type]  # a slot, filled in per email
+        title=title,
+        url=slot("url") if url else None,
+        authors=authors,
+        abstract=abstract,
+        extra_links=extra_links,
+        why=tuple(
+            (slot(f"label{n}") if labelled else "", slot(f"value{n}"))
+            for n, labelled in enumerate(why_shape)
+        ),
+        why_text=slot("why"),
+        members=slot("members") if members else "",
+        more_url=slot("more") if more else None,
+        less_url=slot("less") if less else None,
+    )
+    with _template_errors(ITEM_TEMPLATE):
+        html = item_template(templates).render(item=view, first=first)
+    return Slotted.of(html.rstrip("\n"))
+
+
+def _html(text: str | None) -> str:
+    """A reader's value as it goes into an item's HTML (escaped, as autoescaping would)."""
+    if not text:
+        return ""
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return str(escape(text))
+    return text  # the common case, a signed link: nothing to escape
+
+
+@lru_cache(maxsize=8)
 def text_template(templates: str | None = None) -> jinja2.Template:
     """`email.txt.j2`, loaded once per process and templates folder, with `wrap` as a filter."""
     env = environment(templates).overlay()
-    env.filters = {**env.filters, "wrap": wrap}  # an overlay shares its parent's dict
+    # An overlay shares its parent's dict. `indent` is Jinja's, cached like `wrap`.
+    env.filters = {**env.filters, "wrap": wrap, "indent": _indent}
     with _template_errors(TEXT_TEMPLATE):
         return env.get_template(TEXT_TEMPLATE)
 
@@ -310,19 +411,14 @@ def make_message_id(digest: ReaderDigest, domain: str) -> str:
     return f"<digest.{digest.day.isoformat()}.{who}@{domain}>"
 
 
-def clean(text: str | None) -> str:
-    """Text safe to display on one line: no control, bidi or surrogate characters.
-
-    Control characters could confuse a mail client or a terminal, bidi overrides
-    reorder what the reader sees, and a lone surrogate cannot be encoded as UTF-8.
-    Line breaks and tabs become spaces, and runs of spaces collapse to one.
-    """
-    if not text:
-        return ""
-    # str.split() also splits on \t, \n, \r, U+2028 and U+2029, so they become spaces.
-    return " ".join(_UNSEEN.sub("", text).split())
+#: Text safe to display on one line: the renderers' one cleaning rule (`display_text`).
+#: Control characters could confuse a mail client or a terminal, bidi overrides
+#: reorder what the reader sees, and a lone surrogate cannot be encoded as UTF-8.
+clean = display_text
 
 
+# Cached: the text part wraps the same titles and abstracts in every reader's email.
+@lru_cache(maxsize=16384)
 def wrap(text: str, width: int) -> str:
     """`text` in lines of at most `width` characters, broken only at spaces.
 
@@ -331,6 +427,11 @@ def wrap(text: str, width: int) -> str:
     break_on_hyphens=False)`, many times faster: that one goes through textwrap.
     """
     return "\n".join(_line_pattern(max(width, 1)).findall(" ".join(text.split())))
+
+
+@lru_cache(maxsize=16384)
+def _indent(text: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    return jinja2.filters.do_indent(text, width, first, blank)
 
 
 @lru_cache(maxsize=16)
@@ -374,19 +475,40 @@ def _page_context(
 
 def _item_view(pick: Pick, digest: ReaderDigest, links: Links) -> ItemView:
     item = pick.item
+    title, authors, abstract, extra_links = _paper_view(item)
+    why, why_text = _why(pick.why)
     return ItemView(
         rank=pick.rank,
-        title=_excerpt(item.title, TITLE_CHARS) or "(untitled)",
+        title=title,
         url=_web(links.item(digest.audience, item, digest.day)),
-        authors=_authors(item.authors),
-        abstract=_excerpt(item.abstract, ABSTRACT_CHARS),
-        extra_links=_extra_links(item.code_url, item.project_urls, item.url),
-        why=_why_parts(pick.why),
-        why_text=clean(pick.why.text()),
+        authors=authors,
+        abstract=abstract,
+        extra_links=extra_links,
+        why=why,
+        why_text=why_text,
         members=", ".join(clean(m) for m in pick.members),
         more_url=_web(links.feedback(digest.audience, item, digest.day, "more")),
         less_url=_web(links.feedback(digest.audience, item, digest.day, "less")),
     )
+
+
+# The same papers go to many readers: what an email shows of a paper whoever gets it
+# (title, authors, abstract, links) is cleaned and trimmed once, not once per email.
+# Two weeks of a thousand new papers a day fit; an edited item is a different key.
+@lru_cache(maxsize=16384)
+def _paper_view(item: StoredItem) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+    return (
+        _excerpt(item.title, TITLE_CHARS) or "(untitled)",
+        _authors(item.authors),
+        _excerpt(item.abstract, ABSTRACT_CHARS),
+        _extra_links(item.code_url, item.project_urls, item.url),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _why(why: Explanation) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The reason as (label, value) parts and as one line; readers share many reasons."""
+    return _why_parts(why), clean(why.text())
 
 
 def _excerpt(text: str | None, limit: int) -> str:
@@ -476,7 +598,7 @@ def _headers(
         headers.append(("To", _to(recipient)))
     headers += [
         ("Subject", subject),
-        ("Date", format_datetime(now)),
+        ("Date", _date_header(now)),
         ("Message-ID", message_id),
         ("List-Id", f"<{settings.list_id}>"),
     ]
@@ -488,6 +610,11 @@ def _headers(
         # The RFC allows one-click only over HTTPS, so a plain http service gets none.
         headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     return tuple(headers)
+
+
+@lru_cache(maxsize=8)  # every email of a run has the same Date
+def _date_header(now: datetime) -> str:
+    return format_datetime(now)
 
 
 def _to(recipient: Recipient) -> str:

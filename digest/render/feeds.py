@@ -14,14 +14,25 @@ bytes, and an entry keeps its id and dates for as long as it stays in the window
 
 Both documents come from autoescaped Jinja templates (`feed.atom.xml.j2`,
 `feed.rss.xml.j2`), the HTML body of each entry from the autoescaped
-`feed_entry.html.j2`. Item text may hold anything, so every string is stripped of
-the characters XML 1.0 forbids before it reaches a template, and only http(s) URLs
-ever become links. Dates are formatted without the locale (RFC 3339 for Atom,
-RFC 822 by `email.utils` for RSS), so rendering is safe in threads.
+`feed_entry.html.j2`. Item text may hold anything, so every string goes through the
+renderers' one cleaning rule (`digest.text.display_text`: no control, bidi or other
+unseen characters, which also leaves nothing XML 1.0 forbids) before it reaches a
+template, and only http(s) URLs ever become links.
 
-`render_feeds` builds the entries once for both kinds, and what depends on a paper
-alone (its cleaned text, and its author and subject elements from
-`feed_paper.xml.j2`) is made once per process, however many readers it goes to.
+RSS 2.0 does not say whether a title is text or HTML, and readers (feedparser
+among them) treat one that looks like HTML as HTML: `<![CDATA[ <b>x</b> ]]>` would
+show as "x" or nothing. So RSS titles are written HTML-escaped (`&`, `<` and `>`
+as entities, then escaped again as XML): such a reader shows them literally, and a
+title without those characters is written as it is. Atom titles are `type="text"`.
+
+Dates are formatted without the locale (RFC 3339 for Atom, RFC 822 by `email.utils`
+for RSS), so rendering is safe in threads.
+
+`render_feeds` builds the entries once for both kinds. What depends on a paper alone
+is made once per process, however many readers it goes to: its cleaned text, its
+entry body (`feed_entry.html.j2`) and its element of each kind (`feed_entry.xml.j2`),
+both rendered with slots for the few values that are each reader's (see
+`digest.render.templates.Slotted`).
 """
 
 from __future__ import annotations
@@ -37,14 +48,17 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
-from digest.records import Pick, ReaderDigest, StoredItem
+from digest.records import Explanation, Pick, ReaderDigest, StoredItem
 from digest.render.links import Links, is_web_url
-from digest.render.templates import environment, render
+from digest.render.templates import Slotted, environment, render, slot
+from digest.text import display_text
 
 KINDS = ("atom", "rss")
 #: The Content-Type to serve each kind with (also the `type` of its self link).
 MEDIA_TYPES = {"atom": "application/atom+xml", "rss": "application/rss+xml"}
 DEFAULT_DAYS = 14
+#: The date in feed tag URIs (`feed_tag`): fixed, so a feed's name never changes.
+FEED_TAG_DATE = "2026"
 #: The time of a feed with no digests: fixed, so an empty feed is stable too.
 EMPTY_FEED_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -57,6 +71,7 @@ MAX_TAGS = 8
 # Everything outside XML 1.0's Char production: C0 controls but tab, newline and
 # carriage return, lone surrogates, U+FFFE and U+FFFF. lxml refuses most of them.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_TAG_URI = re.compile(r"tag:[A-Za-z0-9.@-]+,\d{4}(?:-\d\d){0,2}:[!-~]+")
 _DNS_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # A plain http(s) URL: printable ASCII, a host of letters, digits, dots and dashes.
 # Every match is also an `is_web_url` URL XML can carry (a test checks), so the
@@ -68,10 +83,11 @@ _PLAIN_WEB_URL = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(?::[0-9]*)?
 class FeedSettings:
     """One feed's fixed parts: its title, its own URL, and how to build links.
 
-    `self_url` is the absolute URL the feed is published at (http, https or
-    file); it is also the Atom feed's id. `authority` is a domain name you control,
-    used in entry ids. `delivery` is the time of day entries carry: naive for UTC,
-    or with a fixed-offset or ZoneInfo tzinfo.
+    `self_url` is the absolute URL the feed is published at (http or https), or,
+    when it has none, a tag URI naming it (`feed_tag`); it is also the Atom feed's
+    id. `authority` is a domain name you control, used in entry ids. `delivery` is
+    the time of day entries carry: naive for UTC, or with a fixed-offset or ZoneInfo
+    tzinfo.
     """
 
     title: str
@@ -83,8 +99,8 @@ class FeedSettings:
     delivery: time = time(0, 0)
 
     def __post_init__(self) -> None:
-        if not (is_web_url(self.self_url) or self.self_url.startswith("file:///")):
-            raise ValueError(f"feed self_url {self.self_url!r}: use an http(s) or file:/// URL")
+        if not (is_web_url(self.self_url) or _TAG_URI.fullmatch(self.self_url)):
+            raise ValueError(f"feed self_url {self.self_url!r}: use an http(s) or tag: URI")
         if _NOT_XML.search(self.self_url):
             raise ValueError("feed self_url holds characters XML cannot carry")
         if self.site_url is not None and not _linkable(self.site_url):
@@ -103,23 +119,25 @@ class _Paper:
     """One item as every feed shows it: XML-safe lines, only http(s) links."""
 
     title: str
+    #: The title HTML-escaped, as RSS carries it (see the module docstring).
+    rss_title: str
     abstract: str
     authors: tuple[str, ...]
     more_authors: int
     related: tuple[tuple[str, str], ...]
-    #: Its authors and subjects as each kind's elements (from `feed_paper.xml.j2`).
-    xml: dict[str, Markup]
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     """One pick as both kinds show it: every string XML-safe, every link http(s)."""
 
+    #: The id and link as they go into XML (escaped), once for both kinds.
     id: str
-    paper: _Paper
+    item: StoredItem
     link: str | None
     #: The HTML body escaped as XML character data, once for both kinds.
-    content: Markup
+    content: str
     rfc3339: str
     rfc822: str
 
@@ -162,11 +180,28 @@ def entry_id(authority: str, audience: str, day: date, item_id: str) -> str:
     return f"tag:{authority},{day.isoformat()}:{specific}"
 
 
+def feed_tag(authority: str, audience: str, kind: str) -> str:
+    """A feed's stable name when it has no public URL: a tag URI (RFC 4151), no path."""
+    return f"tag:{authority},{FEED_TAG_DATE}:feeds/{_tag_part(audience)}.{kind}"
+
+
 def xml_text(value: str) -> str:
     """`value` without the characters XML 1.0 cannot carry (controls, surrogates, U+FFFE/F)."""
     return _NOT_XML.sub("", value)
 
 
+def html_text(text: str) -> str:
+    """Text as HTML that shows it literally: `&`, `<` and `>` as entities, quotes kept.
+
+    Quotes stay as they are: an entity would make a reader that takes the text for
+    HTML do so, and a plain-text reader show the entity.
+    """
+    if "&" in text or "<" in text or ">" in text:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text
+
+
+@lru_cache(maxsize=16384)  # every entry of a feed has the same audience
 def _tag_part(value: str) -> str:
     # RFC 4151 allows pchar in the specific part; "/" separates audience and item.
     # Percent-encoding keeps every character (even a lone surrogate) distinct.
@@ -178,47 +213,133 @@ def _document(kind: str, settings: FeedSettings, entries: list[_Entry], newest: 
     rfc3339, rfc822 = _stamp(newest)
     xml = render(
         f"feed.{kind}.xml.j2",
-        title=title,
+        title=html_text(title) if kind == "rss" else title,
         subtitle=f"{title}: new research papers picked for you, newest day first",
         self_url=settings.self_url,
         self_type=MEDIA_TYPES[kind],
         site_url=settings.site_url,
         updated=rfc3339 if kind == "atom" else rfc822,
-        entries=entries,
+        entries=[
+            Markup(_element(kind, e.item, e.link is not None).fill(_slots(kind, e)))
+            for e in entries
+        ],
     )
     return xml.encode("utf-8")
+
+
+# An entry's element is the same in every feed its paper is in but for its id, link,
+# time and body: `feed_entry.xml.j2` is rendered once per kind, paper and shape, with
+# slots for those, and each feed fills them in.
+@lru_cache(maxsize=16384)
+def _element(kind: str, item: StoredItem, link: bool) -> Slotted:
+    """The `kind` element of an entry for `item`, with slots for the entry's own values."""
+    macro = getattr(environment().get_template("feed_entry.xml.j2").module, kind)
+    entry = {
+        "id": slot("id"),
+        "link": slot("link") if link else None,
+        "time": slot("time"),
+        "content": Markup(slot("content")),  # already escaped: see `_html_as_xml`
+    }
+    return Slotted.of(str(macro(entry, _paper(item))))
+
+
+def _slots(kind: str, entry: _Entry) -> dict[str, str]:
+    return {
+        "id": entry.id,
+        "link": entry.link or "",
+        "time": entry.rfc3339 if kind == "atom" else entry.rfc822,
+        "content": entry.content,
+    }
 
 
 def _entries(
     digests: Sequence[ReaderDigest], settings: FeedSettings
 ) -> tuple[list[_Entry], datetime]:
     """The window's entries in feed order, and the feed's time."""
-    html_body = environment().get_template("feed_entry.html.j2").module.body
+    links = settings.links
     entries = []
     newest = EMPTY_FEED_TIME
     for digest in _window(digests, settings.days):
         picks = _ranked(digest.picks)
         stamps = _day_stamps(digest.day, settings.delivery, len(picks))
         newest = max(newest, _entry_time(digest.day, settings.delivery, 0, len(picks)))
-        per_day = {
-            "audience": xml_text(f"team {digest.name}" if digest.is_team else digest.name),
-            "day": digest.day.isoformat(),
-        }
+        audience = display_text(f"team {digest.name}" if digest.is_team else digest.name)
+        per_day = {"audience": _html_as_xml(audience), "day": digest.day.isoformat()}
         for pick, (rfc3339, rfc822) in zip(picks, stamps, strict=True):
-            paper = _paper(pick.item)
-            url = _web(settings.links.item(digest.audience, pick.item, digest.day))
-            html = html_body(**per_day, **_body_args(digest, pick, paper, url, settings.links))
+            item = pick.item
+            url = _web(links.item(digest.audience, item, digest.day))
+            more = _web(links.feedback(digest.audience, item, digest.day, "more"))
+            less = _web(links.feedback(digest.audience, item, digest.day, "less"))
+            members = [m for m in (_line(m, NAME_LIMIT) for m in pick.members) if m]
+            body = _body(item, url is not None, more is not None, less is not None, bool(members))
+            values = {
+                **per_day,
+                "why": _why(pick.why),
+                "members": _html_as_xml(", ".join(members)),
+                "paper": _html_as_xml(url or ""),
+                "more": _html_as_xml(more or ""),
+                "less": _html_as_xml(less or ""),
+                "rank": str(pick.rank),
+            }
             entry = _Entry(
-                id=entry_id(settings.authority, digest.audience, digest.day, pick.item.id),
-                paper=paper,
-                link=url,
-                # str(): escape() would pass the macro's Markup through as it is.
-                content=escape(str(html)),
+                id=_xml(entry_id(settings.authority, digest.audience, digest.day, item.id)),
+                item=item,
+                link=_xml(url) if url else None,
+                content=body.fill(values),
                 rfc3339=rfc3339,
                 rfc822=rfc822,
             )
             entries.append(entry)
     return entries, newest
+
+
+# An entry's HTML body is mostly its paper's (authors, abstract, code and project links)
+# and the same in every reader's feed: `feed_entry.html.j2` is rendered once per paper
+# and shape (which links and lines the entry has), with slots for what is the reader's
+# (reason, members, tracked links, rank), and escaped as XML character data, as both
+# kinds carry it. Each entry then only fills in the slots.
+@lru_cache(maxsize=16384)
+def _body(item: StoredItem, url: bool, more: bool, less: bool, members: bool) -> Slotted:
+    """The entry body of `item` as XML text, with slots for the reader's values."""
+    paper = _paper(item)
+    shown = [("paper", slot("paper"))] if url else []
+    shown += paper.related
+    shown += [("more like this", slot("more"))] if more else []
+    shown += [("less like this", slot("less"))] if less else []
+    body = environment().get_template("feed_entry.html.j2").module.body
+    html = body(
+        why=slot("why"),
+        members=[slot("members")] if members else [],
+        authors=", ".join(paper.authors),
+        more_authors=paper.more_authors,
+        abstract=paper.abstract,
+        links=shown,
+        rank=slot("rank"),
+        audience=slot("audience"),
+        day=slot("day"),
+    )
+    # str(): escape() would pass the macro's Markup through as it is.
+    return Slotted.of(str(escape(str(html))))
+
+
+def _xml(text: str) -> str:
+    """Text as XML character data or an attribute value (escaped, as autoescaping would)."""
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return str(escape(text))
+    return text
+
+
+@lru_cache(maxsize=4096)  # readers with the same interests share reasons
+def _why(why: Explanation) -> str:
+    """The reason as it goes into an entry body."""
+    return _html_as_xml(_line(why.text(), ABSTRACT_LIMIT))
+
+
+def _html_as_xml(text: str) -> str:
+    """Text as it goes into an entry body: escaped as HTML, then as XML character data."""
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return str(escape(str(escape(text))))
+    return text  # the common case (a signed link, a name): nothing to escape
 
 
 def _window(digests: Sequence[ReaderDigest], days: int) -> list[ReaderDigest]:
@@ -262,30 +383,10 @@ def _day_stamps(day: date, delivery: time, count: int) -> tuple[tuple[str, str],
     return tuple(_stamp(_entry_time(day, delivery, place, count)) for place in range(count))
 
 
+@lru_cache(maxsize=256)  # a day's feeds share their times
 def _stamp(when: datetime) -> tuple[str, str]:
     # format_datetime uses English day and month names whatever the locale.
     return when.isoformat(), format_datetime(when)
-
-
-def _body_args(
-    digest: ReaderDigest, pick: Pick, paper: _Paper, url: str | None, links: Links
-) -> dict[str, object]:
-    """What the entry's HTML shows: why, members (teams), authors, abstract, links."""
-    shown = [("paper", url)] if url else []
-    shown += paper.related
-    for label, action in (("more like this", "more"), ("less like this", "less")):
-        href = _web(links.feedback(digest.audience, pick.item, digest.day, action))
-        if href:
-            shown.append((label, href))
-    return {
-        "why": _line(pick.why.text(), ABSTRACT_LIMIT),
-        "members": [m for m in (_line(m, NAME_LIMIT) for m in pick.members) if m],
-        "authors": ", ".join(paper.authors),
-        "more_authors": paper.more_authors,
-        "abstract": paper.abstract,
-        "links": shown,
-        "rank": pick.rank,
-    }
 
 
 # The same papers are picked for many readers: their text is cleaned and trimmed,
@@ -298,14 +399,15 @@ def _paper(item: StoredItem) -> _Paper:
     authors = [name for name in (_line(a, NAME_LIMIT) for a in item.authors) if name]
     shown = tuple(authors[:MAX_AUTHORS])
     tags = tuple([t for t in (_line(t, NAME_LIMIT) for t in item.tags) if t][:MAX_TAGS])
-    elements = environment().get_template("feed_paper.xml.j2").module
+    title = _line(item.title, TITLE_LIMIT) or "(untitled)"
     return _Paper(
-        title=_line(item.title, TITLE_LIMIT) or "(untitled)",
+        title=title,
+        rss_title=html_text(title),
         abstract=_line(item.abstract, ABSTRACT_LIMIT),
         authors=shown,
         more_authors=max(len(authors) - MAX_AUTHORS, 0),
         related=tuple(_related(item)),
-        xml={kind: getattr(elements, kind)(shown, tags) for kind in KINDS},
+        tags=tags,
     )
 
 
@@ -333,9 +435,9 @@ def _linkable(url: str) -> bool:
     return is_web_url(url) and not _NOT_XML.search(url)
 
 
-def _line(value: str, limit: int) -> str:
-    """Item text as one XML-safe line of at most `limit` characters."""
-    text = " ".join(xml_text(value).split())
+def _line(value: str | None, limit: int) -> str:
+    """Item text as one line a reader sees, at most `limit` characters (XML-safe too)."""
+    text = display_text(value)
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]

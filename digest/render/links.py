@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from urllib.parse import quote
 
 from digest.records import StoredItem
@@ -46,8 +47,7 @@ class Links:
 
     def _service(self, path: str, reader: str, item_id: str, action: str, day: date) -> str:
         assert self.base_url and self.signer  # callers check `tracked`
-        token = self.signer.sign(reader, item_id, action, day)
-        return f"{self.base_url.rstrip('/')}/{path}/{token}"
+        return _service_url(self.base_url, self.signer, path, reader, item_id, action, day)
 
     def item(self, audience: str, item: StoredItem, day: date) -> str | None:
         """The item's link: tracked for a reader, plain for a team page or without a service."""
@@ -80,3 +80,14 @@ class Links:
         if not self.base_url or not feed_token:
             return None
         return f"{self.base_url.rstrip('/')}/feeds/{feed_token}.{kind}"
+
+
+# Every format of one digest (email, feeds, wiki post) asks for the same links: each is
+# signed once and then served from here. A digest has about sixty, and a process
+# renders one digest at a time, so a small cache holds all of them.
+@lru_cache(maxsize=1024)
+def _service_url(
+    base: str, signer: TokenSigner, path: str, reader: str, item_id: str, action: str, day: date
+) -> str:
+    token = signer.sign(reader, item_id, action, day)
+    return f"{base.rstrip('/')}/{path}/{token}"

@@ -7,7 +7,10 @@ templates do not, and use the filters below instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 
 import jinja2
@@ -50,6 +53,9 @@ def environment(override: str | None = None) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Templates do not change while a run renders thousands of digests: no stat()
+        # of every included template on every use.
+        auto_reload=False,
     )
     return env
 
@@ -66,3 +72,44 @@ def render(name: str, override: str | None = None, **context: object) -> str:
         raise ConfigError(f"{where}: template error: {exc.message}") from None
     except jinja2.UndefinedError as exc:
         raise ConfigError(f"template {name!r}: {exc.message}") from None
+
+
+def slot(name: str) -> str:
+    """A placeholder for a value filled in later (see `Slotted`)."""
+    return f"\x00{name}\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Slotted:
+    """Rendered text holding `slot`s: a fragment rendered once, filled in many times.
+
+    Much of what digest renders is the same for every reader an item goes to, with a
+    few values (a signed link, a rank, a reason) that differ. Rendering the template
+    once with a `slot` for each such value, and then filling the slots per reader,
+    gives the same text as rendering it per reader, at a fraction of the cost. A slot
+    is NUL-delimited: no rendered value can hold one (item text loses its control
+    characters to `display_text`, and links are http(s) URLs without any), and
+    escaping leaves it as it is. Values go in as they are: escape them first.
+    """
+
+    #: Literal text and slot names, alternating: text, name, text, ..., text.
+    parts: tuple[str, ...]
+    #: The slots' values, in order, out of a mapping (one C call: fill is hot).
+    _values: Callable[[Mapping[str, str]], tuple[str, ...]] = field(compare=False, repr=False)
+
+    @classmethod
+    def of(cls, text: str) -> Slotted:
+        parts = tuple(text.split("\x00"))
+        if len(parts) % 2 == 0:
+            raise ValueError("unbalanced slot in rendered text")
+        names = parts[1::2]
+        if not names:
+            return cls(parts, lambda values: ())
+        getter = itemgetter(*names)
+        return cls(parts, getter if len(names) > 1 else lambda values: (getter(values),))
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        """The text with every slot replaced by its value (KeyError for a missing one)."""
+        parts = list(self.parts)
+        parts[1::2] = self._values(values)
+        return "".join(parts)
