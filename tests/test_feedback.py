@@ -301,7 +301,7 @@ def test_stored_spellings_are_made_one_by_a_migration(db_path: Path, monkeypatch
         )  # fmt: skip
     monkeypatch.undo()
     with Store.open(db_path) as store:
-        assert store.applied_migrations()[-1] == "m007_canonical_event_times"
+        assert "m007_canonical_event_times" in store.applied_migrations()[6:]
         assert sorted(store.events("ada")) == sorted([
             ("ada", item, "click", "", "2026-03-11T08:00:00.000000+00:00"),
             ("ada", item, "tag", "moe", "2026-03-11T00:00:00.000000+00:00"),
