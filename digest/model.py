@@ -171,7 +171,7 @@ class Recommender:
         self.item_char = None
         self.vectorizer = make_vectorizer(self.max_features)
         self.char_vectorizer = fit_char_vectorizer([d.title for d in items])
-        self._terms = None
+        self._terms = self._term_list = None
         # Fitting and transforming in one pass tokenises the corpus once, not twice.
         tfidf = self.vectorizer.fit_transform([d.text for d in items])
         self.vocab = Vocabulary()
@@ -686,19 +686,39 @@ class Recommender:
     def _shared_terms(
         self, reader: str, prepared: dict, cols: list[int], k: int = 3
     ) -> list[list[str]]:
+        """Each column's k terms weighing most in both the item and the reader's centroid.
+
+        Vectorised over the reader's picks: a digest run explains every pick of every
+        reader, so this sits on the hot path of ranking.
+        """
         row = self._reader_row(reader)
-        if row is None:
-            return [[] for _ in cols]
+        out: list[list[str]] = [[] for _ in cols]
+        if row is None or not cols:
+            return out
+        centroid = self.tfidf_centroid
+        if not centroid.has_sorted_indices:
+            centroid.sort_indices()  # once: each row's terms ascending, for searchsorted
+        lo, hi = centroid.indptr[row], centroid.indptr[row + 1]
+        terms, strength = centroid.indices[lo:hi], centroid.data[lo:hi]
+        if not len(terms):
+            return out
         tfidf = prepared["tfidf"]
-        names = self.terms()
-        centroid = self.tfidf_centroid[row].toarray().ravel()
-        out = []
-        for col in cols:
-            start, end = tfidf.indptr[col], tfidf.indptr[col + 1]
-            idx = tfidf.indices[start:end]
-            weight = tfidf.data[start:end] * centroid[idx]
-            order = np.argsort(-weight)[:k]
-            out.append([str(names[idx[i]]) for i in order if weight[i] > 0])
+        starts, ends = tfidf.indptr[cols], tfidf.indptr[np.asarray(cols) + 1]
+        lengths = ends - starts
+        owner = np.repeat(np.arange(len(cols)), lengths)
+        # Each pick's slice of the CSR arrays, as one index array: start + offset in row.
+        take = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(len(owner))
+        index = tfidf.indices[take]
+        at = np.minimum(np.searchsorted(terms, index), len(terms) - 1)
+        weight = np.where(terms[at] == index, tfidf.data[take] * strength[at], 0.0)
+        shared = weight > 0
+        owner, index, weight = owner[shared], index[shared], weight[shared]
+        order = np.lexsort((-weight, owner))
+        owner, index = owner[order], index[order]
+        place = np.arange(len(owner)) - np.searchsorted(owner, owner, side="left")
+        names = self.term_list()
+        for who, term in zip(owner[place < k].tolist(), index[place < k].tolist(), strict=True):
+            out[who].append(names[term])
         return out
 
     # -- what the model knows of a reader (for explanations and ranking) -----------------
@@ -709,6 +729,12 @@ class Recommender:
         if row is None:
             return {}
         return {self.item_ids[c]: w for c, w in self.history[row].items()}
+
+    def term_list(self) -> list[str]:
+        """The text vocabulary as plain strings, by column (for per-pick lookups)."""
+        if getattr(self, "_term_list", None) is None:
+            self._term_list = [str(t) for t in self.terms()]
+        return self._term_list
 
     def terms(self) -> np.ndarray:
         """The text vocabulary, by column (computed once: sklearn rebuilds it per call)."""
@@ -841,7 +867,7 @@ class Recommender:
         self.scale = _scale(path, field(path, header, "scale", dict))
         self.use_embed = bool(header.get("use_embed"))
         self.vectorizer = make_vectorizer(self.max_features)
-        self._terms = None
+        self._terms = self._term_list = None
         self.vectorizer.vocabulary_ = {str(t): i for i, t in enumerate(terms)}
         self.vectorizer.idf_ = _shaped(path, arrays, "idf", (len(terms),))
         self._restore_lightfm(path, header, arrays, len(terms))

@@ -50,6 +50,7 @@ class Ranking:
         self.diversity = diversity
         self.min_score = min_score
         # A day with no candidates ranks nothing (and the model has nothing to prepare).
+        self._column = {item.id: col for col, item in enumerate(self.candidates)}
         docs = [doc_of(i) for i in self.candidates]
         self.prepared = model.prepare(docs, vectors) if candidates else {}
         self.similarity = model.similarity(self.prepared) if self.candidates else None
@@ -108,8 +109,12 @@ class Ranking:
         return self.model.score(readers, [], prepared=self.prepared).blended
 
     def _allowed(self, audience: str, muted: Sequence[str], scores: np.ndarray) -> np.ndarray:
-        seen = self.exclude.get(audience, set())
-        mask = np.array([i.id not in seen for i in self.candidates], dtype=bool)
+        seen = self.exclude.get(audience, ())
+        mask = np.ones(len(self.candidates), dtype=bool)
+        if len(seen) < len(self.candidates):
+            mask[[self._column[i] for i in seen if i in self._column]] = False
+        else:
+            mask[[c for c, item in enumerate(self.candidates) if item.id in seen]] = False
         for phrase in muted:
             for col in self._muted_hits.get(phrase, ()):
                 mask[col] = False
@@ -165,20 +170,30 @@ def mmr(
 
     `diversity` 0 is pure score order; higher values push near-copies of a topic down.
     Scores are standardised first so the trade-off means the same for every reader.
+    Similarities are cosines (at most 1), so an item whose relevance trails the
+    `size`-th best by more than the largest possible penalty can never be picked:
+    such items are left out before the loop, which changes no pick and saves most of
+    the work on a day with many candidates.
     """
     pool = np.flatnonzero(allowed)
     if len(pool) == 0 or size <= 0:
         return []
     rel = scores[pool]
     rel = (rel - rel.mean()) / (rel.std() or 1.0)
-    chosen: list[int] = []
+    picks = min(size, len(pool))
+    if diversity < 1 and len(pool) > picks:
+        margin = 3.0 * diversity / (1 - diversity) * (1 + 1e-6)
+        cut = np.partition(rel, len(rel) - picks)[len(rel) - picks] - margin
+        keep = rel >= cut
+        pool, rel = pool[keep], rel[keep]
+    base = (1 - diversity) * rel
+    weight = diversity * 3.0
     max_sim = np.zeros(len(pool), dtype=np.float32)
-    available = np.ones(len(pool), dtype=bool)
-    for _ in range(min(size, len(pool))):
-        value = (1 - diversity) * rel - diversity * 3.0 * max_sim
-        value[~available] = -np.inf
+    chosen: list[int] = []
+    for _ in range(picks):
+        value = base - weight * max_sim
         best = int(np.argmax(value))
         chosen.append(int(pool[best]))
-        available[best] = False
-        max_sim = np.maximum(max_sim, similarity[pool[best], pool])
+        base[best] = -np.inf
+        np.maximum(max_sim, similarity[pool[best], pool], out=max_sim)
     return chosen

@@ -276,3 +276,58 @@ def test_a_scale_measured_before_any_click_is_measured_again_once_clicks_exist()
     scale = dict(model.scale)
     model.fit_partial(docs[:48], _interactions(), readers, epochs=1)
     assert model.scale == scale, "once measured with clicks, the scale stays fixed"
+
+
+def test_shared_terms_are_the_strongest_in_item_and_history_alike() -> None:
+    """The vectorised explanation terms equal a plain per-item computation."""
+    docs = _docs()
+    model = Recommender(epochs=2, embeddings="off").fit(docs[:40], _interactions())
+    prepared = model.prepare(docs[40:] + docs[:8])
+    names = model.terms()
+    for reader in ("u0", "u1", "u2", "nobody"):
+        cols = list(range(len(docs[40:]) + 8))
+        got = model._shared_terms(reader, prepared, cols)
+        row = model._reader_row(reader)
+        if row is None:
+            assert got == [[] for _ in cols]
+            continue
+        centroid = model.tfidf_centroid[row].toarray().ravel()
+        for col, terms in zip(cols, got, strict=True):
+            weights = prepared["tfidf"][col].toarray().ravel() * centroid
+            ranked = [i for i in np.argsort(-weights, kind="stable")[:3] if weights[i] > 0]
+            assert terms == [str(names[i]) for i in ranked], (reader, col)
+
+
+def _mmr_reference(scores, similarity, allowed, size, diversity) -> list[int]:
+    """MMR as defined: no pruning, every remaining candidate valued at every step."""
+    pool = np.flatnonzero(allowed)
+    if len(pool) == 0 or size <= 0:
+        return []
+    rel = scores[pool]
+    rel = (rel - rel.mean()) / (rel.std() or 1.0)
+    chosen: list[int] = []
+    max_sim = np.zeros(len(pool), dtype=np.float32)
+    available = np.ones(len(pool), dtype=bool)
+    for _ in range(min(size, len(pool))):
+        value = (1 - diversity) * rel - diversity * 3.0 * max_sim
+        value[~available] = -np.inf
+        best = int(np.argmax(value))
+        chosen.append(int(pool[best]))
+        available[best] = False
+        max_sim = np.maximum(max_sim, similarity[pool[best], pool])
+    return chosen
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_mmr_leaves_out_only_candidates_that_could_never_be_picked(seed: int) -> None:
+    rng = np.random.RandomState(seed)
+    n = rng.randint(1, 300)
+    vectors = rng.rand(n, 6).astype(np.float32) ** 3
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    similarity = vectors @ vectors.T
+    scores = rng.randn(n).astype(np.float32) * rng.choice([0.1, 1.0, 10.0])
+    allowed = rng.rand(n) > 0.2
+    size, diversity = rng.randint(0, 25), float(rng.choice([0.0, 0.1, 0.3, 0.6, 0.9, 1.0]))
+    assert mmr(scores, similarity, allowed, size, diversity) == _mmr_reference(
+        scores, similarity, allowed, size, diversity
+    )
