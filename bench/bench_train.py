@@ -2,12 +2,14 @@
 
 The first `digest train` embeds every item (the slow part on a CPU) and stores the
 vectors; the second trains from scratch over the same data and reuses every stored
-vector. Target: the second at least 5x faster than the first.
+vector. Target: the second at least 5x faster than the first. Measured for titles
+(the default) and for title + abstract, whose encoding costs about ten times more.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -41,27 +43,63 @@ def main() -> None:
     vocab = vocabulary()
     topics = [rnd.sample(vocab, 120) for _ in range(100)]
     papers = make_items(rnd, vocab, topics, args.items, "p")
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        write_json(root / "items.jsonl", papers, DAY)
-        with Store.open(root / "digest.db") as store:
-            ingest(store, [str(root / "items.jsonl")], given=DAY - timedelta(days=1))
-            add_events(store, args.readers, args.events, topics, papers, rnd)
-            first = timed(lambda: train(store, ProfileSet(), root / "m1", embeddings="on"))
-            second = timed(lambda: train(store, ProfileSet(), root / "m2", embeddings="on"))
-    result = (
+    rows = []
+    for recipe in ("title", "title+abstract:256"):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            write_json(root / "items.jsonl", papers, DAY)
+            with Store.open(root / "digest.db") as store:
+                ingest(store, [str(root / "items.jsonl")], given=DAY - timedelta(days=1))
+                add_events(store, args.readers, args.events, topics, papers, rnd)
+                runs = [timed_train(store, root / name, recipe) for name in ("m1", "m2")]
+        rows.append((recipe, runs))
+    lines = [
         f"- Command: `make bench` (`python bench/bench_train.py --items {args.items} "
-        f"--readers {args.readers} --events {args.events}`)\n"
-        f"- Machine: {machine()}\n"
-        f"- First `train` (embeds all {args.items:,} items: title + abstract): "
-        f"**{first:.1f} s**\n"
-        f"- Second `train`, same data (every vector reused from the store): "
-        f"**{second:.1f} s**, {first / second:.1f}x faster (target >= 5x)\n"
-        f"- Peak RSS: {peak_rss_mb():.0f} MB\n"
-    )
+        f"--readers {args.readers} --events {args.events}`)",
+        f"- Machine: {machine()}",
+        f"- Load average at the end: {os.getloadavg()[0]:.2f}",
+        "- Two full `digest train` runs over the same data (weight search included), for the",
+        "  default embedding text (titles) and for title + abstract (256 tokens)",
+        "",
+        "| embeddings read | first train | items encoded | second train | items encoded | "
+        "speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for recipe, ((first, n1), (second, n2)) in rows:
+        lines.append(
+            f"| {recipe} | {first:.1f} s | {n1:,} | {second:.1f} s | {n2:,} | "
+            f"**{first / second:.1f}x** |"
+        )
+    lines += [
+        "",
+        "The second train encodes nothing: every vector comes from the store. The speed-up",
+        "target (at least 5x) was set when every item was embedded from title and abstract;",
+        "titles alone cost a tenth as much to encode, so the first train is short and the",
+        "ratio small.",
+        f"- Peak RSS: {peak_rss_mb():.0f} MB",
+    ]
+    result = "\n".join(lines)
     print(result)
     if args.write:
         write_section(args.write, "Training with embeddings", result)
+
+
+def timed_train(store: Store, path: Path, recipe: str) -> tuple[float, int]:
+    """Seconds for one full train, and how many items it had to encode."""
+    counted = Counted()
+    started = time.perf_counter()
+    train(store, ProfileSet(), path, embeddings="on", embed_recipe=recipe, embed_progress=counted)
+    return time.perf_counter() - started, counted.total
+
+
+class Counted:
+    """An embedding progress callback that remembers how many items were encoded."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.total = total
 
 
 def add_events(store: Store, readers: int, n: int, topics, papers, rnd: random.Random) -> None:
@@ -85,12 +123,6 @@ def add_events(store: Store, readers: int, n: int, topics, papers, rnd: random.R
             "VALUES (?, ?, ?, ?, ?, 'import')",
             rows,
         )
-
-
-def timed(work) -> float:
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
 
 
 if __name__ == "__main__":
