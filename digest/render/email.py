@@ -257,7 +257,8 @@ def render_email(
     filled = [_FilledItem(view, n == 0, templates) for n, view in enumerate(items)]
     pages: dict[int, Slotted] = {}
 
-    def html_for(n: int) -> str:
+    def size_for(n: int) -> int:
+        """The HTML's size in bytes with the first `n` items: its page's and theirs."""
         shown = items[:n]
         with _template_errors(HTML_TEMPLATE):
             page = html_page.render(
@@ -265,10 +266,12 @@ def render_email(
                 preheader=_preheader(shown),
             )  # fmt: skip
         pages[n] = Slotted.of(page)
-        return pages[n].fill({f"i{k}": item.html for k, item in enumerate(filled[:n])})
+        size = sum(map(_utf8_size, pages[n].parts[::2]))
+        return size + sum(filled[int(name[1:])].html_size for name in pages[n].parts[1::2])
 
-    shown, html = _fit(len(items), html_for, settings.max_html_bytes)
+    shown = _fit(len(items), size_for, settings.max_html_bytes)
     hidden = len(items) - shown
+    html = pages[shown].fill({f"i{k}": item.html for k, item in enumerate(filled[:shown])})
     with _template_errors(TEXT_TEMPLATE):
         text_page = Slotted.of(
             text_page.render(context, items=items[:shown], item_text=_item_slots(shown),
@@ -381,7 +384,7 @@ class _FilledItem:
     The quoted-printable forms are made on demand, for the items the email shows.
     """
 
-    __slots__ = ("_fragments", "_html_values", "_text_values", "html", "text")
+    __slots__ = ("_fragments", "_html_values", "_text_values", "html", "html_size", "text")
 
     def __init__(self, view: ItemView, first: bool, templates: str | None) -> None:
         self._fragments = _item_fragments(
@@ -411,6 +414,8 @@ class _FilledItem:
         with _template_errors(TEXT_ITEM_TEMPLATE):
             self.html = Markup(self._fragments[0].fill(html))
             self.text = self._fragments[1].fill(self._text_values)
+        #: The HTML's size in UTF-8, from its paper's part measured once and the values.
+        self.html_size = self._fragments[0].size(html)
 
     def html_qp(self) -> bytes | None:
         return self._fragments[0].quoted(self._html_values)
@@ -469,18 +474,21 @@ class _Fragment:
     lines: tuple[bytes | Slotted, ...] | None
     #: Slots a filter made of another slot, e.g. `why|wrap(67,)` (see `_slot_filter`).
     derived: tuple[str, ...]
+    #: The UTF-8 size of the text around the slots.
+    fixed_size: int
 
     @classmethod
     def of(cls, text: str) -> _Fragment:
         slotted = Slotted.of(text)
         derived = tuple(name for name in slotted.parts[1::2] if name in _DERIVED)
+        size = sum(map(_utf8_size, slotted.parts[::2]))
         if "\r" in text:
-            return cls(slotted, None, derived)
+            return cls(slotted, None, derived, size)
         lines: list[bytes | Slotted] = []
         for has_slot, group in groupby(text.split("\n"), key=lambda line: "\x00" in line):
             run = "\n".join(group)
             lines.append(Slotted.of(run) if has_slot else _qp_lines(run))
-        return cls(slotted, tuple(lines), derived)
+        return cls(slotted, tuple(lines), derived, size)
 
     def derive(self, values: dict[str, str]) -> dict[str, str]:
         """`values` with the derived slots' values added (a filter applied to a value)."""
@@ -497,6 +505,10 @@ class _Fragment:
                 f"an email item template changes a per-reader value ({exc.args[0]!r}): "
                 "show it with a plain {{ }}"
             ) from None
+
+    def size(self, values: dict[str, str]) -> int:
+        """The UTF-8 size of the fragment filled with `values`."""
+        return self.fixed_size + sum(map(_utf8_size, self.slotted.values(values)))
 
     def quoted(self, values: dict[str, str]) -> bytes | None:
         """The filled fragment as quoted-printable lines, each with its line end."""
@@ -812,20 +824,18 @@ def _to(recipient: Recipient) -> str:
         raise ValueError(f"{address!r} is not an email address (recipient {who})") from None
 
 
-def _fit(count: int, html_for: Callable[[int], str], limit: int) -> tuple[int, str]:
-    """The most leading items whose HTML fits in `limit` bytes, and that HTML.
+def _fit(count: int, size_for: Callable[[int], int], limit: int) -> int:
+    """The most leading items whose HTML fits in `limit` bytes (`size_for(n)` with `n`).
 
     Sizes grow with the item count, so a binary search needs about log2(count) renders;
     only counts whose HTML was measured to fit are ever returned.
     """
-    rendered: dict[int, str] = {}
 
     def fits(n: int) -> bool:
-        rendered[n] = html_for(n)
-        return len(rendered[n].encode("utf-8")) <= limit
+        return size_for(n) <= limit
 
     if fits(count):
-        return count, rendered[count]
+        return count
     if not fits(0):
         raise ConfigError(f"max_html_bytes={limit} is too small for an email with no items")
     low, high = 0, count  # low fits, high does not
@@ -835,7 +845,12 @@ def _fit(count: int, html_for: Callable[[int], str], limit: int) -> tuple[int, s
             low = mid
         else:
             high = mid
-    return low, rendered[low]
+    return low
+
+
+def _utf8_size(text: str) -> int:
+    """`len(text.encode())`, without encoding ASCII text (most of what is measured)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _web(url: str | None) -> str | None:

@@ -113,3 +113,7 @@ class Slotted:
         parts = list(self.parts)
         parts[1::2] = self._values(values)
         return "".join(parts)
+
+    def values(self, values: Mapping[str, str]) -> tuple[str, ...]:
+        """The value of each slot, in order, as `fill` places them."""
+        return self._values(values)
