@@ -35,7 +35,9 @@ from digest.render.email import (
     _excerpt,
     _FilledItem,
     _fit,
+    _Fragment,
     _item_view,
+    _quoted_items,
     _quoted_printable,
     clean,
     compile_html,
@@ -47,6 +49,7 @@ from digest.render.email import (
     wrap,
 )
 from digest.render.links import Links
+from digest.render.templates import slot
 from digest.tokens import TokenSigner
 
 DAY = date(2026, 3, 11)
@@ -768,6 +771,16 @@ def test_bodies_made_of_encoded_pieces_are_the_whole_bodies_encoded(digest: Read
     assert mail.text_qp == _quoted_printable(mail.text)
     assert mail.html_qp == _quoted_printable(mail.html)
     assert bodies(mail.as_bytes()) == bodies(encoded_as_a_whole(mail).as_bytes())
+
+
+def test_a_value_holding_the_run_break_leaves_the_body_to_be_encoded_whole() -> None:
+    """An email's runs of lines are encoded together and cut apart at `=01` lines: a
+    value that made one of its own (no item text or link can) must not shift them."""
+    fragment = _Fragment.of(f"<p>fixed</p>\n<a href={slot('url')}>\n<p>more</p>")
+    good, odd, breaking = {"url": "https://x.org/a"}, {"url": "x\n\x01"}, {"url": "\n\x01\n"}
+    encoded = _quoted_items([(fragment, good), (fragment, odd)])
+    assert encoded == [_quoted_printable(fragment.fill(v)) for v in (good, odd)]
+    assert _quoted_items([(fragment, good), (fragment, breaking)]) == [None, None]
 
 
 def test_an_item_placed_mid_line_by_an_override_is_encoded_with_the_whole_body(

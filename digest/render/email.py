@@ -278,8 +278,8 @@ def render_email(
                              hidden=hidden)
         )  # fmt: skip
     text = text_page.fill({f"i{k}": item.text for k, item in enumerate(filled[:shown])})
-    html_qp = _quoted_page(pages[shown], [item.html_qp() for item in filled[:shown]])
-    text_qp = _quoted_page(text_page, [item.text_qp() for item in filled[:shown]])
+    html_qp = _quoted_page(pages[shown], _quoted_items([i.html_fill for i in filled[:shown]]))
+    text_qp = _quoted_page(text_page, _quoted_items([i.text_fill for i in filled[:shown]]))
     message_id = make_message_id(digest, settings.list_id)
     headers = _headers(recipient, settings, subject, now, message_id, unsubscribe, mailto)
     return RenderedEmail(
@@ -381,7 +381,7 @@ def text_item_template(templates: str | None = None) -> jinja2.Template:
 class _FilledItem:
     """One pick's HTML and text: its paper's fragments with this reader's values filled in.
 
-    The quoted-printable forms are made on demand, for the items the email shows.
+    The quoted-printable forms are made for the items the email shows (`_quoted_items`).
     """
 
     __slots__ = ("_fragments", "_html_values", "_text_values", "html", "html_size", "text")
@@ -417,11 +417,13 @@ class _FilledItem:
         #: The HTML's size in UTF-8, from its paper's part measured once and the values.
         self.html_size = self._fragments[0].size(html)
 
-    def html_qp(self) -> bytes | None:
-        return self._fragments[0].quoted(self._html_values)
+    @property
+    def html_fill(self) -> tuple[_Fragment, dict[str, str]]:
+        return self._fragments[0], self._html_values
 
-    def text_qp(self) -> bytes | None:
-        return self._fragments[1].quoted(self._text_values)
+    @property
+    def text_fill(self) -> tuple[_Fragment, dict[str, str]]:
+        return self._fragments[1], self._text_values
 
 
 # An item's HTML and text are mostly its paper's (title, authors, abstract, code and
@@ -464,14 +466,18 @@ class _Fragment:
     """An item's HTML or text for one paper and shape, with slots for the reader's values.
 
     Quoted-printable carries nothing across a line end, so the fragment is also kept
-    encoded: its lines without a slot once, here, and the lines with one (a link, the
-    rank, the reason: a few short lines of each item) as a `Slotted` encoded per email.
+    encoded: its lines without a slot once, here, and the runs of lines with one (a
+    link, the rank, the reason: a few short lines of each item) filled and encoded per
+    email, all of an email's at once (`_quoted_items`).
     """
 
     slotted: Slotted
-    #: Encoded lines (bytes) and lines with slots (Slotted), in order; None when the
-    #: text holds a carriage return (the whole body's encoder reads it as a line end).
-    lines: tuple[bytes | Slotted, ...] | None
+    #: The encoded lines before, between and after the runs of lines with slots; None
+    #: when the text holds a carriage return (the whole body's encoder reads it as a
+    #: line end).
+    fixed: tuple[bytes, ...] | None
+    #: The runs of lines with slots, joined by `_RUN_BREAK`: filled and encoded per email.
+    runs: Slotted
     #: Slots a filter made of another slot, e.g. `why|wrap(67,)` (see `_slot_filter`).
     derived: tuple[str, ...]
     #: The UTF-8 size of the text around the slots.
@@ -482,13 +488,18 @@ class _Fragment:
         slotted = Slotted.of(text)
         derived = tuple(name for name in slotted.parts[1::2] if name in _DERIVED)
         size = sum(map(_utf8_size, slotted.parts[::2]))
-        if "\r" in text:
-            return cls(slotted, None, derived, size)
-        lines: list[bytes | Slotted] = []
+        fixed: list[bytes] = [b""]
+        runs: list[str] = []
         for has_slot, group in groupby(text.split("\n"), key=lambda line: "\x00" in line):
             run = "\n".join(group)
-            lines.append(Slotted.of(run) if has_slot else _qp_lines(run))
-        return cls(slotted, tuple(lines), derived, size)
+            if has_slot:
+                runs.append(run)
+                fixed.append(b"")
+            else:
+                fixed[-1] = _qp_lines(run)
+        encodable = "\r" not in text and "\x01" not in text
+        runs_slotted = Slotted.of(_RUN_BREAK.join(runs))
+        return cls(slotted, tuple(fixed) if encodable else None, runs_slotted, derived, size)
 
     def derive(self, values: dict[str, str]) -> dict[str, str]:
         """`values` with the derived slots' values added (a filter applied to a value)."""
@@ -510,14 +521,40 @@ class _Fragment:
         """The UTF-8 size of the fragment filled with `values`."""
         return self.fixed_size + sum(map(_utf8_size, self.slotted.values(values)))
 
-    def quoted(self, values: dict[str, str]) -> bytes | None:
-        """The filled fragment as quoted-printable lines, each with its line end."""
-        if self.lines is None:
-            return None
-        return b"".join(
-            line if type(line) is bytes else _qp_lines(line.fill(values))  # type: ignore[union-attr]
-            for line in self.lines
-        )
+
+#: Between two runs of lines encoded together: a line that is one U+0001, which no
+#: item text or link holds (`display_text` drops it, links are checked), and that
+#: quoted-printable writes as `=01` on a line of its own.
+_RUN_BREAK = "\n\x01\n"
+_QUOTED_RUN_BREAK = b"=01\r\n"
+
+
+def _quoted_items(fills: list[tuple[_Fragment, dict[str, str]]]) -> list[bytes | None]:
+    """Each filled fragment as quoted-printable lines, each ending in a line end.
+
+    The runs of lines that hold an email's own values are encoded in one go, and the
+    result cut back into runs at the `_RUN_BREAK` lines. None for a fragment that
+    cannot be encoded in pieces (see `_Fragment.fixed`); every one is None when a value
+    held a break of its own (then the body is encoded whole).
+    """
+    encoded = [(f, values) for f, values in fills if f.fixed is not None and len(f.fixed) > 1]
+    texts = [fragment.runs.fill(values) for fragment, values in encoded]
+    expected = sum(len(fragment.fixed) - 1 for fragment, _ in encoded)  # type: ignore[arg-type]
+    runs = _qp_lines(_RUN_BREAK.join(texts)).split(_QUOTED_RUN_BREAK) if expected else []
+    if len(runs) != expected:
+        return [None] * len(fills)
+    out: list[bytes | None] = []
+    start = 0
+    for fragment, _values in fills:
+        if fragment.fixed is None:
+            out.append(None)
+            continue
+        count = len(fragment.fixed) - 1
+        pieces = [b""] * (2 * count + 1)
+        pieces[::2], pieces[1::2] = fragment.fixed, runs[start : start + count]
+        out.append(b"".join(pieces))
+        start += count
+    return out
 
 
 #: Derived slot name -> (the slot it is made from, the filter, its arguments).
