@@ -12,6 +12,7 @@ import argparse
 import os
 import random
 import resource
+import statistics
 import sys
 import time
 from datetime import UTC, date, datetime
@@ -64,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--readers", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
     parser.add_argument("--write", help="markdown file to record the result in")
     args = parser.parse_args()
     rnd = random.Random(0)
@@ -75,12 +77,16 @@ def main() -> None:
         authority="digest.example.org",
     )  # fmt: skip
     load = os.getloadavg()[0]
-    started = time.perf_counter()
-    total = 0
-    for rendered in render_all(work, ctx):
-        total += len(rendered.email or b"") + sum(map(len, rendered.feeds.values()))
-        total += len(rendered.post.text) if rendered.post else 0
-    seconds = time.perf_counter() - started
+    runs = []
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        total = 0
+        for rendered in render_all(work, ctx):
+            total += len(rendered.email or b"") + sum(map(len, rendered.feeds.values()))
+            total += len(rendered.post.text) if rendered.post else 0
+        runs.append(time.perf_counter() - started)
+    seconds = statistics.median(runs)
+    spread = ", ".join(f"{args.readers / s:.0f}" for s in runs)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     workers = _workers() if len(work) >= POOL_THRESHOLD else 0
     cpu = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -92,9 +98,10 @@ def main() -> None:
         "work on the machine takes its share of the two cores)\n"
         f"- {args.readers:,} readers x {args.items} items, tracked links, email + Atom + RSS "
         f"+ wiki each: {seconds:.1f} s, **{args.readers / seconds:.0f} readers/s** "
-        f"(target >= 500), {total / 2**20:.0f} MiB rendered; {workers} render workers; "
-        f"CPU {cpu_s / args.readers * 1000:.1f} ms per reader (all processes, setup "
-        "included)\n"
+        f"(target >= 500; median of {args.repeat} runs: {spread} readers/s), "
+        f"{total / 2**20:.0f} MiB rendered; {workers} render workers; "
+        f"CPU {cpu_s / args.readers / args.repeat * 1000:.1f} ms per reader (all processes, "
+        "setup included)\n"
         f"- Peak RSS: this process {peak_rss_mb():.0f} MB, largest worker {children:.0f} MB, "
         f"at most {peak_rss_mb() + workers * children:.0f} MB together (target < 1 GB)\n"
     )

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
@@ -33,16 +33,23 @@ from digest.render.email import (
     EmailSettings,
     RenderedEmail,
     _excerpt,
+    _FilledItem,
     _fit,
+    _Fragment,
+    _item_view,
+    _quoted_items,
     _quoted_printable,
     clean,
     compile_html,
     html_template,
+    item_template,
     render_email,
+    text_item_template,
     trim,
     wrap,
 )
 from digest.render.links import Links
+from digest.render.templates import slot
 from digest.tokens import TokenSigner
 
 DAY = date(2026, 3, 11)
@@ -687,14 +694,13 @@ def test_the_cut_keeps_the_most_items_that_fit_in_few_renders() -> None:
     sizes = [1_000 + 300 * n + (n % 7) for n in range(201)]
     calls: list[int] = []
 
-    def html_for(n: int) -> str:
+    def size_for(n: int) -> int:
         calls.append(n)
-        return "x" * sizes[n]
+        return sizes[n]
 
-    shown, html = _fit(200, html_for, 30_000)
+    shown = _fit(200, size_for, 30_000)
     assert len(calls) <= 2 + 8  # all, none, then a binary search over 200
     assert shown == max(n for n, size in enumerate(sizes) if size <= 30_000)
-    assert html == "x" * sizes[shown]
 
 
 def test_a_larger_cap_shows_more_items() -> None:
@@ -730,6 +736,114 @@ def test_a_digest_that_fits_is_not_cut() -> None:
 def test_a_cap_too_small_for_any_email_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="max_html_bytes=1000"):
         rendered(digest_of([item(1)]), max_html_bytes=1000)
+
+
+# --- Bodies encoded from pieces ----------------------------------------------------------
+
+
+def encoded_as_a_whole(mail: RenderedEmail) -> RenderedEmail:
+    """The same email with its bodies left for `as_bytes` to encode whole."""
+    return replace(mail, text_qp=None, html_qp=None)
+
+
+def bodies(raw: bytes) -> list[bytes]:
+    """The encoded body parts of a message, as they are on the wire."""
+    boundary = email.message_from_bytes(raw, policy=email.policy.default).get_boundary()
+    return [part.split(b"\r\n\r\n", 1)[1] for part in raw.split(boundary.encode())[1:-1]]
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [
+        digest_of([item(n) for n in range(1, 21)]),
+        digest_of([*long_items(30), item(31, title="Zoë’s <b>café</b> = 1 . \t")]),  # cut
+        digest_of([]),
+        digest_of([item(1, title="=" * 90, abstract="é" * 200, authors=("a " * 60,))]),
+        ReaderDigest("team:nlp", DAY, (Pick(item(1), 1, 1.0, Explanation(), ("ada", "bo")),)),
+    ],
+    ids=["twenty", "cut", "empty", "escapes", "team"],
+)
+def test_bodies_made_of_encoded_pieces_are_the_whole_bodies_encoded(digest: ReaderDigest) -> None:
+    """Each item's lines are encoded once per paper and the page between them per email:
+    the same bytes as encoding each body whole."""
+    mail = rendered(digest)
+    assert mail.text_qp is not None and mail.html_qp is not None  # the bundled templates
+    assert mail.text_qp == _quoted_printable(mail.text)
+    assert mail.html_qp == _quoted_printable(mail.html)
+    assert bodies(mail.as_bytes()) == bodies(encoded_as_a_whole(mail).as_bytes())
+
+
+def test_a_value_holding_the_run_break_leaves_the_body_to_be_encoded_whole() -> None:
+    """An email's runs of lines are encoded together and cut apart at `=01` lines: a
+    value that made one of its own (no item text or link can) must not shift them."""
+    fragment = _Fragment.of(f"<p>fixed</p>\n<a href={slot('url')}>\n<p>more</p>")
+    good, odd, breaking = {"url": "https://x.org/a"}, {"url": "x\n\x01"}, {"url": "\n\x01\n"}
+    encoded = _quoted_items([(fragment, good), (fragment, odd)])
+    assert encoded == [_quoted_printable(fragment.fill(v)) for v in (good, odd)]
+    assert _quoted_items([(fragment, good), (fragment, breaking)]) == [None, None]
+
+
+def test_an_item_placed_mid_line_by_an_override_is_encoded_with_the_whole_body(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "email.txt.j2").write_text(
+        "{% for text in item_text %}>> {{ text }}{% endfor %}\n", encoding="utf-8"
+    )
+    mail = rendered(digest_of([item(1), item(2)]), templates=str(tmp_path))
+    assert mail.text.startswith(">> 1. Paper 1") and "\n>> 2. Paper 2" in mail.text
+    assert mail.text_qp is None and mail.html_qp is not None
+    assert mime_view(mail.as_bytes()) == mime_view(mail.message().as_bytes(policy=WIRE_POLICY))
+
+
+def test_a_text_template_laying_out_the_items_itself_still_works(tmp_path: Path) -> None:
+    """An `email.txt.j2` written before `email_item.txt.j2` existed loops over `items`."""
+    (tmp_path / "email.txt.j2").write_text(
+        "{% for item in items %}{{ item.rank }}: {{ item.title | upper }} {{ item.url }}\n"
+        "{% endfor %}{{ reason | wrap(30) }}\n",
+        encoding="utf-8",
+    )
+    mail = rendered(digest_of([item(1), item(2)]), templates=str(tmp_path))
+    lines = mail.text.splitlines()
+    assert lines[0].startswith(f"1: PAPER 1: SPARSE ATTENTION FOR LONG DOCUMENTS {BASE}/c/")
+    assert lines[1].startswith("2: PAPER 2")
+    assert max(len(line) for line in lines[2:]) <= 30
+    assert bodies(mail.as_bytes()) == bodies(encoded_as_a_whole(mail).as_bytes())
+
+
+@pytest.mark.parametrize("links", [TRACKED, PLAIN], ids=["tracked", "plain"])
+def test_an_item_filled_in_is_the_item_rendered_for_this_email(
+    hostile_text: dict, links: Links
+) -> None:
+    """The fragments rendered once with slots, filled with one reader's values, are what
+    rendering both item templates with that reader's values gives."""
+    value = hostile_text["value"]
+    digest = hostile_digest(value)
+    digest = replace(digest, picks=(*digest.picks, Pick(item(2), 2, 0.5, Explanation())))
+    for n, pick in enumerate(digest.picks):
+        view = _item_view(pick, digest, links)
+        filled = _FilledItem(view, n == 0, None)
+        assert filled.html == item_template().render(item=view, first=n == 0).rstrip("\n")
+        assert filled.text == text_item_template().render(item=view).removesuffix("\n")
+
+
+def test_the_reason_wraps_per_email_as_the_text_item_template_says(tmp_path: Path) -> None:
+    (tmp_path / "email_item.txt.j2").write_text(
+        "{{ item.rank }}. {{ item.title }}\n{{ item.why_text | wrap(20) | indent(2, true) }}\n"
+        "{{ item.why_text | wrap(width=30) }}\n",
+        encoding="utf-8",
+    )
+    why = Explanation(interest="one two three four five six seven eight nine ten")
+    for reason in (why, Explanation(terms=("alpha", "beta", "gamma", "delta", "epsilon"))):
+        text = rendered(digest_of([item(1)], why=reason), templates=str(tmp_path)).text
+        expected = f"  {wrap(clean(reason.text()), 20)}".replace("\n", "\n  ")
+        assert f"1. Paper 1: sparse attention for long documents\n{expected}\n" in text
+        assert f"\n{wrap(clean(reason.text()), 30)}\n" in text
+
+
+def test_a_slot_through_another_filter_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "email_item.txt.j2").write_text("{{ item.url | upper }}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="per-reader value"):
+        rendered(digest_of([item(1)]), templates=str(tmp_path))
 
 
 # --- Hostile items ------------------------------------------------------------------------

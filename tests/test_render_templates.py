@@ -29,3 +29,13 @@ def test_a_missing_value_or_an_unbalanced_slot_is_an_error() -> None:
         Slotted.of(f"a {slot('x')} b").fill({})
     with pytest.raises(ValueError, match="unbalanced"):
         Slotted.of("a \x00x b")
+
+
+@given(st.text(), st.text(), st.text())
+def test_an_encoded_fragment_fills_to_the_filled_text_encoded(
+    before: str, after: str, value: str
+) -> None:
+    before, after, value = (t.replace("\x00", "") for t in (before, after, value))
+    fragment = Slotted.of(f"{before}{slot('x')}{after}")
+    encoded = fragment.encoded().fill_bytes({"x": value.encode("utf-8", "surrogatepass")})
+    assert encoded == fragment.fill({"x": value}).encode("utf-8", "surrogatepass")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
+import io
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -17,12 +20,12 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from multiprocessing import get_context
 
-from digest.records import Pick, ReaderDigest, Recipient, StoredItem
+from digest.records import ReaderDigest, Recipient, StoredItem
 from digest.render.email import EmailSettings, render_email
 from digest.render.feeds import KINDS, FeedSettings, render_feeds
 from digest.render.links import Links
@@ -126,35 +129,101 @@ def render_all(jobs: Sequence[RenderJob], ctx: RenderContext) -> Iterator[Render
 
     Workers are spawned, not forked (the parent may hold model threads and a
     database connection), and at most a few chunks are in flight, so memory stays
-    flat however many readers there are.
+    flat however many readers there are. Every paper the jobs show goes to each
+    worker once, when it starts (`Papers`); a chunk of jobs names its papers by number.
     """
     if len(jobs) < POOL_THRESHOLD:
         yield from (render_job(job, ctx) for job in jobs)
         return
+    papers = Papers(jobs)
     with ProcessPoolExecutor(
         max_workers=_workers(),
         mp_context=get_context("spawn"),
         initializer=_init,
-        initargs=(ctx, os.getpid()),
+        initargs=(ctx, os.getpid(), papers.items),
     ) as pool:
         pending: deque[Future[list[Rendered]]] = deque()
         for chunk in _chunks(jobs, _CHUNK):
-            pending.append(pool.submit(_render_chunk, chunk))
+            pending.append(pool.submit(_render_chunk, papers.dumps(chunk)))
             if len(pending) >= _IN_FLIGHT:
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
 
 
+class Papers:
+    """Every distinct paper of a run's jobs, numbered, and a pickler that names them so.
+
+    Ten thousand readers' digests hold a few thousand papers between them, each with
+    an abstract. Pickled with every chunk of jobs, the same papers were copied to the
+    workers hundreds of times, and a worker spent more time unpickling its jobs than
+    encoding its emails. Instead each worker gets the numbered papers once (`items`,
+    its initializer's argument) and a chunk carries numbers: unpickled, a number is
+    that worker's one copy of the paper, so its per-paper caches hit by identity.
+    """
+
+    def __init__(self, jobs: Iterable[RenderJob]) -> None:
+        numbers: dict[StoredItem, int] = {}
+        #: id() of every paper object in the jobs -> its number (papers that are equal
+        #: but distinct objects, say one from today's ranking and one from the store,
+        #: share a number).
+        self._by_object: dict[int, int] = {}
+        for job in jobs:
+            for digest in (job.digest, *job.feed_window):
+                for pick in digest.picks:
+                    if id(pick.item) not in self._by_object:
+                        number = numbers.setdefault(pick.item, len(numbers))
+                        self._by_object[id(pick.item)] = number
+        self.items: tuple[StoredItem, ...] = tuple(numbers)
+
+    def dumps(self, jobs: list[RenderJob]) -> bytes:
+        """`jobs` pickled with their papers as numbers (the jobs must be the ones counted)."""
+        out = io.BytesIO()
+        _NumberingPickler(out, self._by_object).dump(jobs)
+        return out.getvalue()
+
+
+class _NumberingPickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO, numbers: dict[int, int]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._numbers = numbers
+
+    def reducer_override(self, obj: object) -> object:
+        if type(obj) is StoredItem:
+            return _paper, (self._numbers[id(obj)],)
+        return NotImplemented
+
+
 _WORKER: dict[str, RenderContext] = {}
+#: This worker's copy of every paper of the run, by number (see `Papers`).
+_PAPERS: tuple[StoredItem, ...] = ()
 _PR_SET_PDEATHSIG = 1
 
 
-def _init(ctx: RenderContext, parent: int) -> None:
+def _paper(number: int) -> StoredItem:
+    return _PAPERS[number]
+
+
+def _init(ctx: RenderContext, parent: int, papers: tuple[StoredItem, ...] = ()) -> None:
+    global _PAPERS
     _WORKER["ctx"] = ctx
+    _PAPERS = papers
+    _quiet_collector()
     # `parent` comes from the parent itself: if it died before this worker got here,
     # os.getppid() would already name init, and the watch below would wait forever.
     _die_with_parent(parent)
+
+
+def _quiet_collector() -> None:
+    """Keep the cycle collector off the worker's long-lived objects and out of its loop.
+
+    Rendering makes and drops many small objects and hardly any cycles; with the default
+    thresholds the collector ran every 700 allocations and walked the templates, the
+    papers and their growing caches again and again. Frozen, those are never scanned;
+    the higher threshold makes collections of what rendering leaves rare.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -179,41 +248,10 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _render_chunk(jobs: list[RenderJob]) -> list[Rendered]:
+def _render_chunk(jobs: bytes) -> list[Rendered]:
+    """Render a chunk of jobs pickled by `Papers.dumps`."""
     ctx = _WORKER["ctx"]
-    return [render_job(job, ctx) for job in _one_copy_per_paper(jobs)]
-
-
-#: This worker's copy of every paper it has rendered (see `_one_copy_per_paper`).
-_PAPERS: dict[StoredItem, StoredItem] = {}
-_MAX_PAPERS = 50_000
-
-
-def _one_copy_per_paper(jobs: list[RenderJob]) -> list[RenderJob]:
-    """The jobs, their picks holding this worker's one copy of each paper.
-
-    Each chunk arrives with fresh copies of its papers, and the renderers look papers
-    up in their caches many times per digest: with the same object every time, a
-    lookup compares no fields (a dict compares identity first).
-    """
-    if len(_PAPERS) > _MAX_PAPERS:
-        _PAPERS.clear()
-    made: dict[int, ReaderDigest] = {}
-
-    def canonical(digest: ReaderDigest) -> ReaderDigest:
-        if id(digest) not in made:
-            picks = tuple(
-                Pick(_PAPERS.setdefault(p.item, p.item), p.rank, p.score, p.why, p.members)
-                for p in digest.picks
-            )
-            made[id(digest)] = ReaderDigest(digest.audience, digest.day, picks)
-        return made[id(digest)]
-
-    return [
-        replace(job, digest=canonical(job.digest),
-                feed_window=tuple(canonical(d) for d in job.feed_window))
-        for job in jobs
-    ]  # fmt: skip
+    return [render_job(job, ctx) for job in pickle.loads(jobs)]
 
 
 def _chunks(jobs: Sequence[RenderJob], size: int) -> Iterable[list[RenderJob]]:

@@ -21,14 +21,15 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
-from functools import lru_cache
+from functools import lru_cache, wraps
+from itertools import groupby
 from urllib.parse import urlsplit
 
 import jinja2
@@ -63,6 +64,7 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 HTML_TEMPLATE = "email.mjml.j2"
 ITEM_TEMPLATE = "email_item.html.j2"
 TEXT_TEMPLATE = "email.txt.j2"
+TEXT_ITEM_TEMPLATE = "email_item.txt.j2"
 #: The MJML template's compile-time syntax; `{% %}`, `{{ }}` and `{# #}` are left for
 #: each email, and must come through mjml2html unchanged.
 _COMPILE_SYNTAX = {
@@ -107,6 +109,10 @@ class RenderedEmail:
     #: Every header in order: From, To (when the recipient has an address), Subject,
     #: Date, Message-ID, List-Id, List-Unsubscribe and List-Unsubscribe-Post when known.
     headers: tuple[tuple[str, str], ...]
+    #: `text` and `html` quoted-printable encoded, when the renderer made them from
+    #: encoded pieces (see `_Fragment`); `as_bytes` encodes a body given as None.
+    text_qp: bytes | None = field(default=None, repr=False, compare=False)
+    html_qp: bytes | None = field(default=None, repr=False, compare=False)
 
     def message(self) -> EmailMessage:
         """The MIME message: multipart/alternative, text/plain first, then text/html."""
@@ -128,7 +134,7 @@ class RenderedEmail:
         reading back the same, but written directly: the email package takes several
         milliseconds to build and serialise one, mostly re-parsing headers and encoding
         bodies in Python. Here ASCII headers go out as they are and the bodies through
-        binascii's quoted-printable encoder.
+        binascii's quoted-printable encoder (or come encoded already).
         """
         if not any(name == "To" for name, _ in self.headers):
             raise ValueError("the recipient has no email address: skip them or give one")
@@ -139,11 +145,16 @@ class RenderedEmail:
             b"MIME-Version: 1.0\r\n",
             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
         ]
-        for subtype, body, reuse in (("plain", self.text, False), ("html", self.html, True)):
+        text, html = self.text_qp, self.html_qp
+        bodies = (
+            ("plain", _quoted_printable(self.text) if text is None else text),
+            ("html", _quoted_printable(self.html, reuse=True) if html is None else html),
+        )
+        for subtype, body in bodies:
             parts += [
                 f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'.encode(),
                 b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-                _quoted_printable(body, reuse=reuse),
+                body,
                 b"\r\n",  # the delimiter's own line break: the body keeps its last one
             ]
         parts.append(f"--{boundary}--\r\n".encode())
@@ -235,32 +246,84 @@ def render_email(
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware, e.g. datetime.now(timezone.utc)")
-    links = settings.links
+    links, templates = settings.links, settings.templates
     items = [_item_view(p, digest, links) for p in digest.picks]
     unsubscribe = _web(links.unsubscribe(digest.audience, digest.day))
     mailto = _mailto(links.unsubscribe_mailto(digest.audience))
     subject = email_subject(digest, settings.site_name)
     context = _page_context(digest, recipient, settings, subject, feed_url, unsubscribe or mailto)
 
-    html_page, text_page = html_template(settings.templates), text_template(settings.templates)
+    html_page, text_page = html_template(templates), text_template(templates)
+    filled = [_FilledItem(view, n == 0, templates) for n, view in enumerate(items)]
+    pages: dict[int, Slotted] = {}
 
-    item_html = [_item_html(view, n == 0, settings.templates) for n, view in enumerate(items)]
-
-    def html_for(n: int) -> str:
+    def size_for(n: int) -> int:
+        """The HTML's size in bytes with the first `n` items: its page's and theirs."""
         shown = items[:n]
         with _template_errors(HTML_TEMPLATE):
-            return html_page.render(
-                context, items=shown, item_html=item_html[:n], hidden=len(items) - n,
+            page = html_page.render(
+                context, items=shown, item_html=_item_slots(n), hidden=len(items) - n,
                 preheader=_preheader(shown),
             )  # fmt: skip
+        pages[n] = Slotted.of(page)
+        size = sum(map(_utf8_size, pages[n].parts[::2]))
+        return size + sum(filled[int(name[1:])].html_size for name in pages[n].parts[1::2])
 
-    shown, html = _fit(len(items), html_for, settings.max_html_bytes)
+    shown = _fit(len(items), size_for, settings.max_html_bytes)
     hidden = len(items) - shown
+    html = pages[shown].fill({f"i{k}": item.html for k, item in enumerate(filled[:shown])})
     with _template_errors(TEXT_TEMPLATE):
-        text = text_page.render(context, items=items[:shown], hidden=hidden)
+        text_page = Slotted.of(
+            text_page.render(context, items=items[:shown], item_text=_item_slots(shown),
+                             hidden=hidden)
+        )  # fmt: skip
+    text = text_page.fill({f"i{k}": item.text for k, item in enumerate(filled[:shown])})
+    html_qp = _quoted_page(pages[shown], _quoted_items([i.html_fill for i in filled[:shown]]))
+    text_qp = _quoted_page(text_page, _quoted_items([i.text_fill for i in filled[:shown]]))
     message_id = make_message_id(digest, settings.list_id)
     headers = _headers(recipient, settings, subject, now, message_id, unsubscribe, mailto)
-    return RenderedEmail(subject, text, html, shown, hidden, message_id, headers)
+    return RenderedEmail(
+        subject, text, html, shown, hidden, message_id, headers, text_qp=text_qp, html_qp=html_qp
+    )
+
+
+def _item_slots(count: int) -> list[Markup]:
+    """Where the page places each item's HTML or text, filled in after the page renders.
+
+    The items are rendered already (`_FilledItem`); the page only places them. As slots,
+    the page is a short render, and the items keep their quoted-printable form.
+    """
+    return [Markup(slot(f"i{n}")) for n in range(count)]
+
+
+def _quoted_page(page: Slotted, items: list[bytes | None]) -> bytes | None:
+    """A page with its item slots filled, quoted-printable, the items' encoding reused.
+
+    Quoted-printable carries nothing across a line end, so a page whose every item
+    stands on lines of its own (a line end before and after it) is its text between the
+    items encoded plus each item's own encoding. None when an item shares a line with
+    the page's text (say, an overriding template placed it mid-line): then the body is
+    encoded whole.
+    """
+    parts = page.parts
+    if any("\r" in part for part in parts[::2]):
+        return None  # the whole body's encoder reads a lone CR as a line end
+    out = []
+    text = parts[0]
+    for n in range(1, len(parts), 2):
+        after = parts[n + 1]
+        item = items[int(parts[n][1:])]
+        own_line = not text or text.endswith("\n")
+        ends_line = after[:1] == "\n" or (not after and n + 2 == len(parts))
+        if item is None or not own_line or not ends_line:
+            return None
+        if text:
+            out.append(_quoted_printable(text, reuse=True))
+        out.append(item)
+        text = after[1:]
+    if text or not out:
+        out.append(_quoted_printable(text, reuse=True))
+    return b"".join(out)
 
 
 @lru_cache(maxsize=8)
@@ -308,36 +371,72 @@ def item_template(templates: str | None = None) -> jinja2.Template:
         return environment(templates).get_template(ITEM_TEMPLATE)
 
 
-def _item_html(view: ItemView, first: bool, templates: str | None) -> Markup:
-    """One item's HTML: its paper's fragment with this reader's values filled in."""
-    fragment = _item_fragment(
-        templates, view.title, view.authors, view.abstract, view.extra_links, first,
-        view.url is not None, view.more_url is not None, view.less_url is not None,
-        bool(view.members), tuple(bool(label) for label, _ in view.why),
-    )  # fmt: skip
-    values = {
-        "rank": str(view.rank),
-        "url": _html(view.url),
-        "more": _html(view.more_url),
-        "less": _html(view.less_url),
-        "members": _html(view.members),
-        "why": _html(view.why_text),
-    }
-    for n, (label, value) in enumerate(view.why):
-        values[f"label{n}"], values[f"value{n}"] = _html(label), _html(value)
-    return Markup(fragment.fill(values))
+@lru_cache(maxsize=8)
+def text_item_template(templates: str | None = None) -> jinja2.Template:
+    """`email_item.txt.j2`, one item of the text part (not escaped: plain text)."""
+    with _template_errors(TEXT_ITEM_TEMPLATE):
+        return _text_environment(templates).get_template(TEXT_ITEM_TEMPLATE)
 
 
-# An item's HTML is mostly its paper's (title, authors, abstract, code and project
-# links) and the same in every email it is in: `email_item.html.j2` is rendered once
-# per paper and shape (which parts the item has, and whether it comes first), with
-# slots for what is the reader's, and each email fills them in.
+class _FilledItem:
+    """One pick's HTML and text: its paper's fragments with this reader's values filled in.
+
+    The quoted-printable forms are made for the items the email shows (`_quoted_items`).
+    """
+
+    __slots__ = ("_fragments", "_html_values", "_text_values", "html", "html_size", "text")
+
+    def __init__(self, view: ItemView, first: bool, templates: str | None) -> None:
+        self._fragments = _item_fragments(
+            templates, view.title, view.authors, view.abstract, view.extra_links, first,
+            view.url is not None, view.more_url is not None, view.less_url is not None,
+            bool(view.members), tuple(bool(label) for label, _ in view.why),
+        )  # fmt: skip
+        html = {
+            "rank": str(view.rank),
+            "url": _html(view.url),
+            "more": _html(view.more_url),
+            "less": _html(view.less_url),
+            "members": _html(view.members),
+            "why": _html(view.why_text),
+        }
+        for n, (label, value) in enumerate(view.why):
+            html[f"label{n}"], html[f"value{n}"] = _html(label), _html(value)
+        text = {
+            "rank": html["rank"],
+            "url": view.url or "",
+            "more": view.more_url or "",
+            "less": view.less_url or "",
+            "members": view.members,
+            "why": view.why_text,
+        }
+        self._html_values, self._text_values = html, self._fragments[1].derive(text)
+        with _template_errors(TEXT_ITEM_TEMPLATE):
+            self.html = Markup(self._fragments[0].fill(html))
+            self.text = self._fragments[1].fill(self._text_values)
+        #: The HTML's size in UTF-8, from its paper's part measured once and the values.
+        self.html_size = self._fragments[0].size(html)
+
+    @property
+    def html_fill(self) -> tuple[_Fragment, dict[str, str]]:
+        return self._fragments[0], self._html_values
+
+    @property
+    def text_fill(self) -> tuple[_Fragment, dict[str, str]]:
+        return self._fragments[1], self._text_values
+
+
+# An item's HTML and text are mostly its paper's (title, authors, abstract, code and
+# project links) and the same in every email it is in: `email_item.html.j2` and
+# `email_item.txt.j2` are rendered once per paper and shape (which parts the item has,
+# and whether it comes first), with slots for what is the reader's, and each email
+# fills them in.
 @lru_cache(maxsize=32768)
-def _item_fragment(
+def _item_fragments(
     templates: str | None, title: str, authors: str, abstract: str,
     extra_links: tuple[tuple[str, str], ...], first: bool, url: bool, more: bool,
     less: bool, members: bool, why_shape: tuple[bool, ...],
-) -> Slotted:  # fmt: skip
+) -> tuple[_Fragment, _Fragment]:  # fmt: skip
     view = ItemView(
         rank=slot("rank"),  # type: ignore[arg-type]  # a slot, filled in per email
         title=title,
@@ -356,7 +455,137 @@ def _item_fragment(
     )
     with _template_errors(ITEM_TEMPLATE):
         html = item_template(templates).render(item=view, first=first)
-    return Slotted.of(html.rstrip("\n"))
+    with _template_errors(TEXT_ITEM_TEMPLATE):
+        text = text_item_template(templates).render(item=view, first=first)
+    # The page puts a line end after each item; the text's blank line after it stays.
+    return _Fragment.of(html.rstrip("\n")), _Fragment.of(text.removesuffix("\n"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Fragment:
+    """An item's HTML or text for one paper and shape, with slots for the reader's values.
+
+    Quoted-printable carries nothing across a line end, so the fragment is also kept
+    encoded: its lines without a slot once, here, and the runs of lines with one (a
+    link, the rank, the reason: a few short lines of each item) filled and encoded per
+    email, all of an email's at once (`_quoted_items`).
+    """
+
+    slotted: Slotted
+    #: The encoded lines before, between and after the runs of lines with slots; None
+    #: when the text holds a carriage return (the whole body's encoder reads it as a
+    #: line end).
+    fixed: tuple[bytes, ...] | None
+    #: The runs of lines with slots, joined by `_RUN_BREAK`: filled and encoded per email.
+    runs: Slotted
+    #: Slots a filter made of another slot, e.g. `why|wrap(67,)` (see `_slot_filter`).
+    derived: tuple[str, ...]
+    #: The UTF-8 size of the text around the slots.
+    fixed_size: int
+
+    @classmethod
+    def of(cls, text: str) -> _Fragment:
+        slotted = Slotted.of(text)
+        derived = tuple(name for name in slotted.parts[1::2] if name in _DERIVED)
+        size = sum(map(_utf8_size, slotted.parts[::2]))
+        fixed: list[bytes] = [b""]
+        runs: list[str] = []
+        for has_slot, group in groupby(text.split("\n"), key=lambda line: "\x00" in line):
+            run = "\n".join(group)
+            if has_slot:
+                runs.append(run)
+                fixed.append(b"")
+            else:
+                fixed[-1] = _qp_lines(run)
+        encodable = "\r" not in text and "\x01" not in text
+        runs_slotted = Slotted.of(_RUN_BREAK.join(runs))
+        return cls(slotted, tuple(fixed) if encodable else None, runs_slotted, derived, size)
+
+    def derive(self, values: dict[str, str]) -> dict[str, str]:
+        """`values` with the derived slots' values added (a filter applied to a value)."""
+        for name in self.derived:
+            values[name] = _derived_value(name, values)
+        return values
+
+    def fill(self, values: dict[str, str]) -> str:
+        try:
+            return self.slotted.fill(values)
+        except KeyError as exc:
+            # A slot went through a filter other than `wrap` or `indent`, say `upper`.
+            raise ConfigError(
+                f"an email item template changes a per-reader value ({exc.args[0]!r}): "
+                "show it with a plain {{ }}"
+            ) from None
+
+    def size(self, values: dict[str, str]) -> int:
+        """The UTF-8 size of the fragment filled with `values`."""
+        return self.fixed_size + sum(map(_utf8_size, self.slotted.values(values)))
+
+
+#: Between two runs of lines encoded together: a line that is one U+0001, which no
+#: item text or link holds (`display_text` drops it, links are checked), and that
+#: quoted-printable writes as `=01` on a line of its own.
+_RUN_BREAK = "\n\x01\n"
+_QUOTED_RUN_BREAK = b"=01\r\n"
+
+
+def _quoted_items(fills: list[tuple[_Fragment, dict[str, str]]]) -> list[bytes | None]:
+    """Each filled fragment as quoted-printable lines, each ending in a line end.
+
+    The runs of lines that hold an email's own values are encoded in one go, and the
+    result cut back into runs at the `_RUN_BREAK` lines. None for a fragment that
+    cannot be encoded in pieces (see `_Fragment.fixed`); every one is None when a value
+    held a break of its own (then the body is encoded whole).
+    """
+    encoded = [(f, values) for f, values in fills if f.fixed is not None and len(f.fixed) > 1]
+    texts = [fragment.runs.fill(values) for fragment, values in encoded]
+    expected = sum(len(fragment.fixed) - 1 for fragment, _ in encoded)  # type: ignore[arg-type]
+    runs = _qp_lines(_RUN_BREAK.join(texts)).split(_QUOTED_RUN_BREAK) if expected else []
+    if len(runs) != expected:
+        return [None] * len(fills)
+    out: list[bytes | None] = []
+    start = 0
+    for fragment, _values in fills:
+        if fragment.fixed is None:
+            out.append(None)
+            continue
+        count = len(fragment.fixed) - 1
+        pieces = [b""] * (2 * count + 1)
+        pieces[::2], pieces[1::2] = fragment.fixed, runs[start : start + count]
+        out.append(b"".join(pieces))
+        start += count
+    return out
+
+
+#: Derived slot name -> (the slot it is made from, the filter, its arguments).
+_DERIVED: dict[str, tuple[str, Callable[..., str], tuple, tuple]] = {}
+
+
+def _slot_filter(function: Callable[..., str]) -> Callable[..., str]:
+    """`function` as a text filter that also takes a slot, and then gives a slot.
+
+    An item's text is rendered once with slots for the reader's values, but the text
+    template wraps one of them (`item.why_text | wrap(67) | indent(8)`). Given a slot,
+    the filter returns a new slot that stands for its result; each email fills it with
+    the filter applied to its own value (`_derived_value`), as a render per email would.
+    """
+
+    @wraps(function)
+    def apply(value: object, *args: object, **kwargs: object) -> str:
+        if isinstance(value, str) and len(value) > 2 and value[0] == value[-1] == "\x00":
+            base, options = value[1:-1], tuple(sorted(kwargs.items()))
+            name = f"{base}|{function.__name__}{args!r}{options!r}"
+            _DERIVED.setdefault(name, (base, function, args, options))
+            return slot(name)
+        return function(value, *args, **kwargs)
+
+    return apply
+
+
+def _derived_value(name: str, values: dict[str, str]) -> str:
+    base, function, args, options = _DERIVED[name]
+    value = values[base] if base in values else _derived_value(base, values)
+    return function(value, *args, **dict(options))
 
 
 def _html(text: str | None) -> str:
@@ -371,11 +600,16 @@ def _html(text: str | None) -> str:
 @lru_cache(maxsize=8)
 def text_template(templates: str | None = None) -> jinja2.Template:
     """`email.txt.j2`, loaded once per process and templates folder, with `wrap` as a filter."""
+    with _template_errors(TEXT_TEMPLATE):
+        return _text_environment(templates).get_template(TEXT_TEMPLATE)
+
+
+@lru_cache(maxsize=8)
+def _text_environment(templates: str | None) -> jinja2.Environment:
     env = environment(templates).overlay()
     # An overlay shares its parent's dict. `indent` is Jinja's, cached like `wrap`.
-    env.filters = {**env.filters, "wrap": wrap, "indent": _indent}
-    with _template_errors(TEXT_TEMPLATE):
-        return env.get_template(TEXT_TEMPLATE)
+    env.filters = {**env.filters, "wrap": _slot_filter(wrap), "indent": _slot_filter(_indent)}
+    return env
 
 
 @contextmanager
@@ -627,20 +861,18 @@ def _to(recipient: Recipient) -> str:
         raise ValueError(f"{address!r} is not an email address (recipient {who})") from None
 
 
-def _fit(count: int, html_for: Callable[[int], str], limit: int) -> tuple[int, str]:
-    """The most leading items whose HTML fits in `limit` bytes, and that HTML.
+def _fit(count: int, size_for: Callable[[int], int], limit: int) -> int:
+    """The most leading items whose HTML fits in `limit` bytes (`size_for(n)` with `n`).
 
     Sizes grow with the item count, so a binary search needs about log2(count) renders;
     only counts whose HTML was measured to fit are ever returned.
     """
-    rendered: dict[int, str] = {}
 
     def fits(n: int) -> bool:
-        rendered[n] = html_for(n)
-        return len(rendered[n].encode("utf-8")) <= limit
+        return size_for(n) <= limit
 
     if fits(count):
-        return count, rendered[count]
+        return count
     if not fits(0):
         raise ConfigError(f"max_html_bytes={limit} is too small for an email with no items")
     low, high = 0, count  # low fits, high does not
@@ -650,7 +882,12 @@ def _fit(count: int, html_for: Callable[[int], str], limit: int) -> tuple[int, s
             low = mid
         else:
             high = mid
-    return low, rendered[low]
+    return low
+
+
+def _utf8_size(text: str) -> int:
+    """`len(text.encode())`, without encoding ASCII text (most of what is measured)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _web(url: str | None) -> str | None:

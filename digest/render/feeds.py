@@ -130,16 +130,14 @@ class _Paper:
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One pick as both kinds show it: every string XML-safe, every link http(s)."""
+    """One pick as both kinds show it: its paper, its shape and its own values."""
 
-    #: The id and link as they go into XML (escaped), once for both kinds.
-    id: str
     item: StoredItem
-    link: str | None
-    #: The HTML body escaped as XML character data, once for both kinds.
-    content: str
-    rfc3339: str
-    rfc822: str
+    #: Which of the paper link, more, less and members the entry has.
+    shape: tuple[bool, bool, bool, bool]
+    #: The entry's own values by slot name (both kinds' times among them), as UTF-8
+    #: and escaped as they go into the XML: made once for both kinds.
+    values: dict[str, bytes]
 
 
 def render_feed(digests: Sequence[ReaderDigest], settings: FeedSettings, *, kind: str) -> bytes:
@@ -219,17 +217,35 @@ def _document(kind: str, settings: FeedSettings, entries: list[_Entry], newest: 
         self_type=MEDIA_TYPES[kind],
         site_url=settings.site_url,
         updated=rfc3339 if kind == "atom" else rfc822,
-        entries=[
-            Markup(_element(kind, e.item, e.link is not None).fill(_slots(kind, e)))
-            for e in entries
-        ],
+        # Each entry is put in after, as UTF-8: most of a feed is its papers' text,
+        # encoded once per paper (`_entry_template`), not once per feed.
+        entries=[Markup(slot(str(n))) for n in range(len(entries))],
     )
-    return xml.encode("utf-8")
+    filled = {
+        str(n): _entry_template(kind, e.item, *e.shape).fill_bytes(e.values)
+        for n, e in enumerate(entries)
+    }
+    return Slotted.of(xml).encoded().fill_bytes(filled)
 
 
-# An entry's element is the same in every feed its paper is in but for its id, link,
-# time and body: `feed_entry.xml.j2` is rendered once per kind, paper and shape, with
-# slots for those, and each feed fills them in.
+# An entry is the same in every feed its paper is in but for its id, link, time and
+# the reader's values in its body: `feed_entry.xml.j2` is rendered once per kind,
+# paper and shape, with slots for those, the body (`_body`) put in its place, and
+# each feed fills in the slots.
+@lru_cache(maxsize=16384)
+def _entry_template(
+    kind: str, item: StoredItem, link: bool, more: bool, less: bool, members: bool
+) -> Slotted:
+    """The `kind` element of an entry for `item` as UTF-8, with slots for its own values."""
+    body = _body(item, link, more, less, members)
+    element = _element(kind, item, link)
+    return Slotted.of(element.fill({**_KEEP, "content": "\x00".join(body.parts)})).encoded()
+
+
+#: The element's own slots, filled with themselves (`_entry_template`).
+_KEEP = {name: slot(name) for name in ("id", "link", "rfc3339", "rfc822")}
+
+
 @lru_cache(maxsize=16384)
 def _element(kind: str, item: StoredItem, link: bool) -> Slotted:
     """The `kind` element of an entry for `item`, with slots for the entry's own values."""
@@ -237,19 +253,10 @@ def _element(kind: str, item: StoredItem, link: bool) -> Slotted:
     entry = {
         "id": slot("id"),
         "link": slot("link") if link else None,
-        "time": slot("time"),
+        "time": slot("rfc3339" if kind == "atom" else "rfc822"),
         "content": Markup(slot("content")),  # already escaped: see `_html_as_xml`
     }
     return Slotted.of(str(macro(entry, _paper(item))))
-
-
-def _slots(kind: str, entry: _Entry) -> dict[str, str]:
-    return {
-        "id": entry.id,
-        "link": entry.link or "",
-        "time": entry.rfc3339 if kind == "atom" else entry.rfc822,
-        "content": entry.content,
-    }
 
 
 def _entries(
@@ -264,32 +271,32 @@ def _entries(
         stamps = _day_stamps(digest.day, settings.delivery, len(picks))
         newest = max(newest, _entry_time(digest.day, settings.delivery, 0, len(picks)))
         audience = display_text(f"team {digest.name}" if digest.is_team else digest.name)
-        per_day = {"audience": _html_as_xml(audience), "day": digest.day.isoformat()}
+        per_day = {
+            "audience": _html_as_xml(audience).encode(),
+            "day": digest.day.isoformat().encode(),
+        }
         for pick, (rfc3339, rfc822) in zip(picks, stamps, strict=True):
             item = pick.item
             url = _web(links.item(digest.audience, item, digest.day))
             more = _web(links.feedback(digest.audience, item, digest.day, "more"))
             less = _web(links.feedback(digest.audience, item, digest.day, "less"))
             members = [m for m in (_line(m, NAME_LIMIT) for m in pick.members) if m]
-            body = _body(item, url is not None, more is not None, less is not None, bool(members))
+            tag = entry_id(settings.authority, digest.audience, digest.day, item.id)
             values = {
                 **per_day,
+                "id": _xml(tag).encode(),
+                "link": _xml(url).encode() if url else b"",
+                "rfc3339": rfc3339.encode(),
+                "rfc822": rfc822.encode(),
                 "why": _why(pick.why),
-                "members": _html_as_xml(", ".join(members)),
-                "paper": _html_as_xml(url or ""),
-                "more": _html_as_xml(more or ""),
-                "less": _html_as_xml(less or ""),
-                "rank": str(pick.rank),
+                "members": _html_as_xml(", ".join(members)).encode(),
+                "paper": _html_as_xml(url or "").encode(),
+                "more": _html_as_xml(more or "").encode(),
+                "less": _html_as_xml(less or "").encode(),
+                "rank": str(pick.rank).encode(),
             }
-            entry = _Entry(
-                id=_xml(entry_id(settings.authority, digest.audience, digest.day, item.id)),
-                item=item,
-                link=_xml(url) if url else None,
-                content=body.fill(values),
-                rfc3339=rfc3339,
-                rfc822=rfc822,
-            )
-            entries.append(entry)
+            shape = (url is not None, more is not None, less is not None, bool(members))
+            entries.append(_Entry(item, shape, values))
     return entries, newest
 
 
@@ -330,9 +337,9 @@ def _xml(text: str) -> str:
 
 
 @lru_cache(maxsize=4096)  # readers with the same interests share reasons
-def _why(why: Explanation) -> str:
+def _why(why: Explanation) -> bytes:
     """The reason as it goes into an entry body."""
-    return _html_as_xml(_line(why.text(), ABSTRACT_LIMIT))
+    return _html_as_xml(_line(why.text(), ABSTRACT_LIMIT)).encode()
 
 
 def _html_as_xml(text: str) -> str:

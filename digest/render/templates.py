@@ -113,3 +113,19 @@ class Slotted:
         parts = list(self.parts)
         parts[1::2] = self._values(values)
         return "".join(parts)
+
+    def values(self, values: Mapping[str, str]) -> tuple[str, ...]:
+        """The value of each slot, in order, as `fill` places them."""
+        return self._values(values)
+
+    def encoded(self) -> Slotted:
+        """The same with its text as UTF-8, to fill with UTF-8 values (`fill_bytes`)."""
+        parts: list[str | bytes] = list(self.parts)
+        parts[::2] = [text.encode("utf-8") for text in self.parts[::2]]
+        return Slotted(tuple(parts), self._values)  # type: ignore[arg-type]
+
+    def fill_bytes(self, values: Mapping[str, bytes]) -> bytes:
+        """`fill` of an `encoded` text: every value UTF-8 already."""
+        parts = list(self.parts)
+        parts[1::2] = self._values(values)
+        return b"".join(parts)  # type: ignore[arg-type]

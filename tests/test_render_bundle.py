@@ -1,0 +1,84 @@
+"""Rendering a run's jobs: worker processes give exactly what rendering in-process gives.
+
+A big run renders in spawned workers, which get every paper once and jobs that name
+papers by number (`Papers`); the outputs must not depend on that.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import pickle
+from datetime import UTC, date, datetime
+
+import pytest
+
+from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
+from digest.render import bundle
+from digest.render.bundle import Papers, RenderContext, Rendered, RenderJob, render_all, render_job
+
+DAY = date(2026, 3, 11)
+CTX = RenderContext(
+    sender="digest <digest@example.org>", list_id="digest.example.org",
+    now=datetime(2026, 3, 11, 7, tzinfo=UTC), base_url="https://digest.example.org",
+    secret="s" * 32, unsubscribe_mailbox="u@example.org", authority="digest.example.org",
+)  # fmt: skip
+
+
+def paper(n: int, **fields: object) -> StoredItem:
+    values: dict = {
+        "id": f"p{n}", "title": f"Paper {n} <b>&</b>", "abstract": f"Abstract {n} é…",
+        "url": f"https://arxiv.org/abs/{n}", "authors": ("Ada", "Grace"),
+        "code_url": f"https://github.com/x/{n}",
+    }  # fmt: skip
+    return StoredItem(**(values | fields))
+
+
+def jobs(readers: int) -> list[RenderJob]:
+    papers = [paper(n) for n in range(12)]
+    # An equal paper that is another object, as the store gives for older digests.
+    twin = paper(3)
+    out = []
+    for r in range(readers):
+        picks = tuple(
+            Pick(papers[(r + k) % 12], k + 1, 1.0, Explanation(interest=f"topic {r % 3}"))
+            for k in range(5)
+        )
+        today = ReaderDigest(f"r{r}", DAY, picks)
+        older = ReaderDigest(f"r{r}", date(2026, 3, 10), (Pick(twin, 1, 1.0, Explanation()),))
+        who = Recipient(f"r{r}", f"Reader {r}", f"r{r}@example.org", ("email", "feed", "wiki"))
+        urls = {k: f"https://digest.example.org/feeds/t{r}.{k}" for k in ("atom", "rss")}
+        out.append(RenderJob(today, who, ("email", "feed", "wiki"), (today, older), urls))
+    return out
+
+
+def comparable(rendered: Rendered) -> tuple:
+    """A rendering with the email's random MIME boundary taken out."""
+    assert rendered.email is not None
+    boundary = email.message_from_bytes(rendered.email, policy=email.policy.default).get_boundary()
+    mail = rendered.email.replace(boundary.encode(), b"B")
+    return (rendered.audience, mail, rendered.subject, rendered.shown, rendered.feeds,
+            rendered.post)  # fmt: skip
+
+
+def test_workers_render_what_this_process_renders(monkeypatch: pytest.MonkeyPatch) -> None:
+    work = jobs(40)
+    monkeypatch.setattr(bundle, "POOL_THRESHOLD", 10)
+    monkeypatch.setattr(bundle, "_CHUNK", 3)
+    pooled = [comparable(r) for r in render_all(work, CTX)]
+    assert pooled == [comparable(render_job(job, CTX)) for job in work]
+
+
+def test_a_chunk_names_each_paper_by_number_and_unpickles_to_one_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    work = jobs(20)
+    papers = Papers(work)
+    assert len(papers.items) == 12  # the twin shares its equal paper's number
+    data = papers.dumps(work[:4])
+    assert b"Abstract" not in data  # no paper text travels with the jobs
+    monkeypatch.setattr(bundle, "_PAPERS", papers.items)  # as a worker's initializer sets it
+    back = pickle.loads(data)
+    assert [j.digest for j in back] == [j.digest for j in work[:4]]
+    shown = [p.item for j in back for d in (j.digest, *j.feed_window) for p in d.picks]
+    assert all(any(item is p for p in papers.items) for item in shown)
