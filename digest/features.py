@@ -106,7 +106,10 @@ def user_feature_names(handle: str, info: ReaderInfo | None) -> list[str]:
     """A reader's own id plus their interests and teams."""
     names = [f"user:{handle}"]
     if info:
-        names += [f"interest:{normalize(t)}" for t in info.interests]
+        # An interest that normalises to nothing ("!!!") would be one feature shared by
+        # every such reader; repeats ("C++" and "C#" both read "c") count once.
+        interests = dict.fromkeys(n for n in map(normalize, info.interests) if n)
+        names += [f"interest:{n}" for n in interests]
         names += [f"team:{t}" for t in info.teams]
     return names
 

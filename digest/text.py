@@ -25,11 +25,14 @@ UNSEEN_CHARS = (
     "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff"
 )
 _UNSEEN = re.compile(f"[{UNSEEN_CHARS}]")
-# What ingest drops (`clean_text`): controls, zero-width characters and bidi marks. Lone
-# surrogates are left to the parsers, which turn them into U+FFFD; renderers drop
-# the rest of what no reader should see with `display_text`.
+# What ingest drops (`clean_text`): controls, zero-width characters and every bidi
+# control `display_text` drops (marks, embeddings, overrides, isolates). A character a
+# reader never sees must not split a word for search, muting or dedup either: stored
+# as "Ro<U+2066>botic", a title displayed as "Robotic" escaped a mute on "robot". Lone
+# surrogates are left to the parsers, which turn them into U+FFFD.
 _CONTROL = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2069\ufeff]"
 )
 
 

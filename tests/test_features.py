@@ -103,6 +103,12 @@ def test_user_feature_names_start_with_the_reader_and_add_profile_words() -> Non
     assert user_feature_names("zoe", None) == ["user:zoe"]  # known from feedback alone
 
 
+def test_interests_with_no_words_add_nothing_and_repeats_count_once() -> None:
+    # "!!!" normalises to nothing: as a feature it would tie every such reader together.
+    info = ReaderInfo("ada", interests=("!!!", "C++", "C#", "Graphs"))
+    assert user_feature_names("ada", info) == ["user:ada", "interest:c", "interest:graphs"]
+
+
 def test_user_feature_matrix_grows_at_training_and_drops_unknown_names_later() -> None:
     vocab = Vocabulary()
     infos = {"ada": ReaderInfo("ada", ("quantization",), ("core",)), "lin": ReaderInfo("lin")}

@@ -219,3 +219,16 @@ def test_phrase_matches_never_fails_and_answers_within_the_texts(
     hits = phrase_matches(texts, phrases)
     assert set(hits) <= set(phrases)
     assert all(rows <= set(range(len(texts))) for rows in hits.values())
+
+
+def test_clean_text_drops_every_bidi_control_display_text_drops() -> None:
+    # Stored with an isolate inside a word, a title would read "Robotic" yet split into
+    # "Ro" and "botic" for search and muting.
+    for char in ("\u061c", "\u2066", "\u2067", "\u2068", "\u2069", "\u202e", "\u200f"):
+        title = f"Ro{char}botic Grasping"
+        assert clean_text(title) == display_text(title) == "Robotic Grasping"
+
+
+def test_a_muted_word_matches_a_title_hiding_an_isolate_once_cleaned() -> None:
+    texts = [clean_text("Ro\u2066botic Grasping in Clutter"), "Graph Networks"]
+    assert phrase_matches(texts, ["robot"]) == {"robot": {0}}
