@@ -31,8 +31,7 @@ _UNSEEN = re.compile(f"[{UNSEEN_CHARS}]")
 # as "Ro<U+2066>botic", a title displayed as "Robotic" escaped a mute on "robot". Lone
 # surrogates are left to the parsers, which turn them into U+FFFD.
 _CONTROL = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u2069\ufeff]"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
 )
 
 
