@@ -28,6 +28,7 @@ team too small to validate on.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,8 @@ DEFAULT_WEIGHTS = {
     "interest": 1.0,
 }
 SCORERS = tuple(DEFAULT_WEIGHTS)
+#: Item id -> sentence vector, or a function that returns them when first needed.
+VectorSource = dict[str, np.ndarray] | Callable[[], dict[str, np.ndarray]] | None
 _NEIGHBOUR_SCORERS = ("neighbours", "lightfm_neighbours", "char_neighbours", "embed_neighbours")
 #: An interest phrase counts as one history item of this weight.
 INTEREST_WEIGHT = 1.0
@@ -203,9 +206,12 @@ class Recommender:
         readers: dict[str, ReaderInfo] | None = None,
         *,
         epochs: int = 3,
-        item_vectors: dict[str, np.ndarray] | None = None,
+        item_vectors: VectorSource = None,
     ) -> Recommender:
         """The daily update: a few more epochs with new items, readers and events.
+
+        `item_vectors` may be a function returning them: it is called once LightFM's
+        epochs are done, so vectors can be encoded meanwhile.
 
         The text vocabulary and the score scale stay fixed (retrain with `fit` to
         refresh them), so scores stay comparable with earlier days. One exception: a
@@ -223,12 +229,28 @@ class Recommender:
             self.titles[doc.id] = doc.title
         all_items = self._all_docs(items)
         self._update(
-            all_items, interactions, epochs=epochs, item_vectors=item_vectors, partial=True
-        )
+            all_items, interactions, epochs=epochs, item_vectors=item_vectors, partial=True,
+            tfidf=self._tfidf_with(new),
+        )  # fmt: skip
         if self.calibrated_on == 0 and _positives(interactions):
             self._calibrate()
             self.calibrated_on = _positives(interactions)
         return self
+
+    def _tfidf_with(self, new: list[ItemDoc]) -> sp.csr_matrix | None:
+        """Every item's TF-IDF row: the stored rows, plus the new items' transformed.
+
+        The vocabulary is fixed between full trains, so a known item's row cannot
+        change; re-transforming twenty thousand past items took most of a daily update.
+        None (transform everything) when the stored rows do not line up with the items.
+        """
+        stored = getattr(self, "item_tfidf", None)
+        if stored is None or stored.shape[0] + len(new) != len(self.item_ids):
+            return None
+        if not new:
+            return sp.csr_matrix(stored)
+        fresh = self.vectorizer.transform([d.text for d in new])
+        return sp.csr_matrix(sp.vstack([stored, fresh], format="csr", dtype=stored.dtype))
 
     def _all_docs(self, items: list[ItemDoc]) -> list[ItemDoc]:
         given = {d.id: d for d in items}
@@ -243,7 +265,7 @@ class Recommender:
         interactions: list[Interaction],
         *,
         epochs: int,
-        item_vectors: dict[str, np.ndarray] | None,
+        item_vectors: VectorSource,
         partial: bool = False,
         tfidf: sp.csr_matrix | None = None,
     ) -> None:
@@ -270,6 +292,8 @@ class Recommender:
         self._item_features = item_features
         self.item_lf = _unit_rows(self.lightfm.get_item_representations(item_features)[1])
         self.item_char = self._char_rows([docs[i] for i in self.item_ids])
+        if callable(item_vectors):
+            item_vectors = item_vectors()
         self._history(interactions, tfidf, docs, item_vectors)
 
     def _fit_lightfm(
@@ -580,7 +604,7 @@ class Recommender:
             interest = self._rows_or_zero(self.interest_tfidf, rows)
             hits = np.asarray((interest @ side["tfidf"].T).todense(), dtype=np.float32)
             if side["texts"] is not None:
-                hits += self._phrase_hits(rows, side["texts"])
+                hits += self._phrase_hits(rows, side["texts"], side.setdefault("phrase_hits", {}))
             out["interest"] = hits
         vectors = side["vectors"]
         if self.use_embed and vectors is not None:
@@ -605,14 +629,29 @@ class Recommender:
             cache[(space, ridge)] = linear.ridge_weights(items, self.history_matrix, ridge)
         return cache[(space, ridge)]
 
-    def _phrase_hits(self, rows: list[int | None], texts: list[str]) -> np.ndarray:
+    def _phrase_hits(
+        self, rows: list[int | None], texts: list[str], cache: dict[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Per reader, how many of their interest phrases each text holds (whole words).
+
+        Readers share interests, so each phrase is looked for once per set of texts
+        (`cache`, kept with the prepared candidates) instead of once per reader.
+        """
         hits = np.zeros((len(rows), len(texts)), dtype=np.float32)
-        padded = [f" {t} " for t in texts]
+        cache = {} if cache is None else cache
+        padded: list[str] | None = None
         for i, row in enumerate(rows):
             phrases = self.interest_phrases[row] if row is not None else ()
             for phrase in phrases:
-                if phrase:
-                    hits[i] += np.fromiter((f" {phrase} " in t for t in padded), np.float32)
+                if not phrase:
+                    continue
+                found = cache.get(phrase)
+                if found is None:
+                    padded = padded or [f" {t} " for t in texts]
+                    needle = f" {phrase} "
+                    found = np.fromiter((needle in t for t in padded), np.float32, len(padded))
+                    cache[phrase] = found
+                hits[i] += found
         return hits
 
     def _user_vectors(self, readers: list[str]) -> tuple[np.ndarray, np.ndarray]:

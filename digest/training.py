@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +72,23 @@ def item_vectors(
     two cores), so an item is embedded once in its life, not on every train and
     rank. A vector counts only for the exact text it was made from.
     """
+    out, missing = stored_vectors(store, docs, recipe)
+    if progress and missing:
+        progress(0, len(missing))
+    for start in range(0, len(missing), _EMBED_BATCH):
+        batch = missing[start : start + _EMBED_BATCH]
+        vectors = embed.encode_items([(d.title, d.abstract) for d in batch], recipe)
+        save_vectors(store, batch, vectors, recipe)
+        out.update((d.id, v) for d, v in zip(batch, vectors, strict=True))
+        if progress:
+            progress(start + len(batch), len(missing))
+    return out
+
+
+def stored_vectors(
+    store: Store, docs: list[ItemDoc], recipe: str = embed.DEFAULT_RECIPE
+) -> tuple[dict[str, np.ndarray], list[ItemDoc]]:
+    """The docs' stored vectors that match their text, and the docs that have none."""
     key = embed.cache_key(recipe)
     hashes = {d.id: text_hash(d, recipe) for d in docs}
     out: dict[str, np.ndarray] = {}
@@ -77,18 +96,50 @@ def item_vectors(
         vector = np.frombuffer(blob, dtype=np.float32)
         if stored_hash == hashes[item_id] and vector.shape == (embed.DIMENSIONS,):
             out[item_id] = vector
-    missing = [d for d in docs if d.id not in out]
-    if progress and missing:
+    return out, [d for d in docs if d.id not in out]
+
+
+def save_vectors(store: Store, docs: list[ItemDoc], vectors: np.ndarray, recipe: str) -> None:
+    """Store freshly encoded vectors, keyed by the text each was made from."""
+    rows = [(d.id, v.tobytes(), text_hash(d, recipe)) for d, v in zip(docs, vectors, strict=True)]
+    store.save_embeddings(embed.cache_key(recipe), rows)
+
+
+@contextmanager
+def vectors_alongside(
+    store: Store,
+    docs: list[ItemDoc],
+    recipe: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[Callable[[], dict[str, np.ndarray]]]:
+    """Encode the docs' missing vectors in a thread while the caller trains.
+
+    A daily update encodes the day's new items (tens of seconds on a CPU) and runs a
+    few LightFM epochs (single-threaded, outside the GIL, as the encoder is): side by
+    side on two cores they take the longer of the two instead of the sum. Yields a
+    function that waits for the vectors, stores them (here, on the store's own
+    thread) and returns every doc's vector.
+    """
+    out, missing = stored_vectors(store, docs, recipe)
+    if not missing:
+        yield lambda: out
+        return
+    if progress:
         progress(0, len(missing))
-    for start in range(0, len(missing), _EMBED_BATCH):
-        batch = missing[start : start + _EMBED_BATCH]
-        vectors = embed.encode_items([(d.title, d.abstract) for d in batch], recipe)
-        rows = [(d.id, v.tobytes(), hashes[d.id]) for d, v in zip(batch, vectors, strict=True)]
-        store.save_embeddings(key, rows)
-        out.update((d.id, v) for d, v in zip(batch, vectors, strict=True))
-        if progress:
-            progress(start + len(batch), len(missing))
-    return out
+    pairs = [(d.title, d.abstract) for d in missing]
+    with ThreadPoolExecutor(1, thread_name_prefix="embed") as pool:
+        job = pool.submit(embed.encode_items, pairs, recipe)
+
+        def ready() -> dict[str, np.ndarray]:
+            if missing[0].id not in out:  # the first call waits and stores
+                vectors = job.result()
+                save_vectors(store, missing, vectors, recipe)
+                out.update((d.id, v) for d, v in zip(missing, vectors, strict=True))
+                if progress:
+                    progress(len(missing), len(missing))
+            return out
+
+        yield ready
 
 
 def text_hash(doc: ItemDoc, recipe: str = embed.DEFAULT_RECIPE) -> str:
@@ -139,10 +190,13 @@ def train(
     if update and start and Path(start).exists():
         model = Recommender.load(start)
         recipe = model.embed_recipe
-        vectors = (
-            item_vectors(store, docs, embed_progress, recipe=recipe) if model.use_embed else None
-        )
-        model.fit_partial(docs, interactions, readers, epochs=update_epochs, item_vectors=vectors)
+        if model.use_embed:
+            with vectors_alongside(store, docs, recipe, embed_progress) as vectors:
+                model.fit_partial(
+                    docs, interactions, readers, epochs=update_epochs, item_vectors=vectors
+                )
+        else:
+            model.fit_partial(docs, interactions, readers, epochs=update_epochs)
     else:
         wants = uses_embeddings(params.get("embeddings", "auto"))
         recipe = params.get("embed_recipe", embed.DEFAULT_RECIPE)

@@ -18,6 +18,7 @@ from digest import embed
 from digest.cli import cli
 from digest.features import ItemDoc, doc_of
 from digest.ingest import ingest
+from digest.model import Recommender
 from digest.store import Store
 from digest.training import item_vectors
 
@@ -127,3 +128,34 @@ def test_rank_stores_the_vectors_of_candidates_newer_than_the_model(
 
 def digest_first_item(db: str) -> str:
     return Store.open(db, create=False).stored_items()[0].id
+
+
+def test_an_update_encodes_new_items_beside_training_and_stores_them(
+    tmp_path: Path, encoded: list[str]
+) -> None:
+    """`train --update` encodes the new items once (in a thread beside LightFM) and keeps them."""
+    db, model = str(tmp_path / "d.db"), str(tmp_path / "d.model")
+    runner = CliRunner()
+    seeds = sorted((FIXTURES / "seeds").glob("*.txt"))
+    profiles = str(FIXTURES.parent.parent / "profiles")
+
+    def digest(*args: str) -> None:
+        done = runner.invoke(cli, ["--db", db, *args])
+        assert done.exit_code == 0, done.output
+
+    digest("ingest", str(seeds[0]))
+    digest("feedback", "add", "ada", digest_first_item(db), "click")
+    digest("train", "--model", model, "--embeddings", "on", "--profiles", profiles)
+    known = {i.id for i in Store.open(db, create=False).stored_items()}
+    trained = len(encoded)
+    digest("ingest", str(seeds[1]))
+    digest("train", "--update", "--model", model, "--profiles", profiles)
+    store = Store.open(db, create=False)
+    fresh = [i for i in store.stored_items() if i.id not in known]
+    assert sorted(encoded[trained:]) == sorted(i.title for i in fresh)
+    vectors = item_vectors(store, [doc_of(i) for i in fresh])  # stored: nothing encoded
+    assert len(encoded) - trained == len(fresh) and set(vectors) == {i.id for i in fresh}
+    updated = Recommender.load(model)
+    rows = [updated.item_index[i.id] for i in fresh]
+    expected = np.stack([vectors[i.id] for i in fresh])
+    assert np.allclose(updated.item_embed[rows], expected, atol=1e-5)

@@ -371,3 +371,10 @@ def test_mmr_with_nothing_allowed_or_no_room_picks_nothing() -> None:
     assert mmr(scores, similarity, np.ones(3, dtype=bool), 0, 0.3) == []
     # Equal scores have no spread to standardise by: the earlier item wins the tie.
     assert mmr(np.array([5.0, 5.0]), np.ones((2, 2)), np.ones(2, dtype=bool), 1, 0.3) == [0]
+
+
+def test_a_team_post_after_its_members_digests_equals_one_ranked_alone(model: Recommender) -> None:
+    # The post reuses the score rows its members got while their digests were ranked.
+    ranking = _ranking(model)
+    list(ranking.readers(list(TEAM.members)))
+    assert ranking.team(TEAM) == _ranking(model).team(TEAM)

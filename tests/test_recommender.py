@@ -331,3 +331,26 @@ def test_mmr_leaves_out_only_candidates_that_could_never_be_picked(seed: int) ->
     assert mmr(scores, similarity, allowed, size, diversity) == _mmr_reference(
         scores, similarity, allowed, size, diversity
     )
+
+
+def test_an_update_keeps_past_items_tfidf_rows_and_adds_the_new_ones() -> None:
+    docs = _docs()
+    old = [d for d in docs if not d.id.endswith(("8", "9", "10", "11"))]
+    model = Recommender(epochs=2, embeddings="off").fit(old, _interactions())
+    model.fit_partial(docs, _interactions())
+    # The vocabulary is fixed between full trains: stored rows equal a fresh transform.
+    whole = model.vectorizer.transform([{d.id: d for d in docs}[i].text for i in model.item_ids])
+    assert model.item_tfidf.shape == whole.shape
+    assert abs(model.item_tfidf - whole).max() < 1e-6
+
+
+def test_interest_phrase_hits_are_the_same_cached_or_not() -> None:
+    model = Recommender(epochs=2, embeddings="off").fit(_docs(), _interactions())
+    model.interest_phrases = [("protein folding", "graph"), ("graph",), ()]
+    texts = ["protein folding with graph nets", "graph theory", "graphs of proteins"]
+    cache: dict[str, np.ndarray] = {}
+    rows = [0, 1, 2, None]
+    first = model._phrase_hits(rows, texts, cache)
+    assert first.tolist() == [[2, 1, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0]]
+    assert set(cache) == {"protein folding", "graph"}
+    assert (model._phrase_hits(rows, texts, cache) == first).all()
