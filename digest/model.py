@@ -439,7 +439,7 @@ class Recommender:
             texts=None,
             char=self.item_char[cols],
         )
-        raw = self._raw_scores([self.reader_ids[r] for r in readers], side)
+        raw = self.raw_scores([self.reader_ids[r] for r in readers], side)
         for name, values in raw.items():
             std = float(values.std())
             self.scale[name] = (float(values.mean()), std if std > 1e-9 else 1.0)
@@ -532,7 +532,7 @@ class Recommender:
     ) -> Components:
         """Blended scores (readers x items) plus the raw scores of the scorers it blends."""
         active = frozenset(name for name, weight in self.weights.items() if weight)
-        raw = self._raw_scores(readers, prepared or self.prepare(items), only=active)
+        raw = self.raw_scores(readers, prepared or self.prepare(items), only=active)
         return Components(raw, self.blend(raw))
 
     def blend(self, raw: dict[str, np.ndarray], weights: dict[str, float] | None = None):
@@ -550,28 +550,6 @@ class Recommender:
     def raw_scores(
         self,
         readers: list[str],
-        prepared: dict,
-        *,
-        only: frozenset[str] | None = None,
-        k: int | None = None,
-        expansion: float | None = None,
-        ridge: float | None = None,
-        ridge_embed: float | None = None,
-    ) -> dict[str, np.ndarray]:
-        """Each scorer's unblended scores (readers x items), optionally under other settings.
-
-        `only` limits the work to some scorers. The weight search (`digest.tuning`)
-        scores one preparation under several neighbour and ridge settings; ranking
-        uses the model's own settings through `score`.
-        """
-        return self._raw_scores(
-            readers, prepared, only=only, k=k, expansion=expansion, ridge=ridge,
-            ridge_embed=ridge_embed,
-        )  # fmt: skip
-
-    def _raw_scores(
-        self,
-        readers: list[str],
         side: dict,
         *,
         only: frozenset[str] | None = None,
@@ -580,6 +558,12 @@ class Recommender:
         ridge: float | None = None,
         ridge_embed: float | None = None,
     ) -> dict[str, np.ndarray]:
+        """Each scorer's unblended scores (readers x items of `side`, from `prepare`).
+
+        `only` limits the work to some scorers. The weight search (`digest.tuning`)
+        scores one preparation under several neighbour and ridge settings; ranking
+        uses the model's own settings through `score`.
+        """
         wanted = frozenset(SCORERS) if only is None else only
         rows = [self._reader_row(r) for r in readers]
         out: dict[str, np.ndarray] = {}

@@ -19,6 +19,7 @@ from digest.cli import cli
 from digest.features import ItemDoc, doc_of
 from digest.ingest import ingest
 from digest.model import Recommender
+from digest.records import StoredItem
 from digest.store import Store
 from digest.training import item_vectors
 
@@ -97,65 +98,60 @@ def test_vectors_stored_before_texts_were_hashed_are_made_again_once(
     assert len(encoded) == 6
 
 
+class Day:
+    """A real database trained on the first seed day (embeddings on), driven through the CLI."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.db, self.model = str(tmp_path / "d.db"), str(tmp_path / "d.model")
+        self.profiles = str(FIXTURES.parent.parent / "profiles")
+        self.seeds = sorted((FIXTURES / "seeds").glob("*.txt"))
+        self.runner = CliRunner()
+        self("ingest", str(self.seeds[0]))
+        self("feedback", "add", "ada", self.items()[0].id, "click")
+        self("train", "--model", self.model, "--embeddings", "on", "--profiles", self.profiles)
+        self.known = {i.id for i in self.items()}
+
+    def __call__(self, *args: str) -> None:
+        done = self.runner.invoke(cli, ["--db", self.db, *args])
+        assert done.exit_code == 0, done.output
+
+    def items(self) -> list[StoredItem]:
+        return Store.open(self.db, create=False).stored_items()
+
+    def next_day(self) -> list[StoredItem]:
+        """Ingest the second seed day; its new items."""
+        self("ingest", str(self.seeds[1]))
+        return [i for i in self.items() if i.id not in self.known]
+
+
 def test_rank_stores_the_vectors_of_candidates_newer_than_the_model(
     tmp_path: Path, encoded: list[str]
 ) -> None:
     """`digest rank` on a day the model has not seen encodes those items once, ever."""
-    db, model = str(tmp_path / "d.db"), str(tmp_path / "d.model")
-    runner = CliRunner()
-    seeds = sorted((FIXTURES / "seeds").glob("*.txt"))
-    profiles = str(FIXTURES.parent.parent / "profiles")
-
-    def digest(*args: str) -> str:
-        done = runner.invoke(cli, ["--db", db, *args])
-        assert done.exit_code == 0, done.output
-        return done.output
-
-    digest("ingest", str(seeds[0]))
-    digest("feedback", "add", "ada", digest_first_item(db), "click")
-    digest("train", "--model", model, "--embeddings", "on", "--profiles", profiles)
-    known = {i.id for i in Store.open(db, create=False).stored_items()}
-    assert {i.title for i in Store.open(db, create=False).stored_items()} <= set(encoded)
+    day = Day(tmp_path)
+    assert {i.title for i in day.items()} <= set(encoded)
     trained = len(encoded)
-    digest("ingest", str(seeds[1]))
-    fresh = [i for i in Store.open(db, create=False).stored_items() if i.id not in known]
-    digest("rank", "--all", "--model", model, "--profiles", profiles)
+    fresh = day.next_day()
+    day("rank", "--all", "--model", day.model, "--profiles", day.profiles)
     assert sorted(encoded[trained:]) == sorted(i.title for i in fresh)
-    digest("rank", "--all", "--model", model, "--profiles", profiles)
-    digest("train", "--update", "--model", model, "--profiles", profiles)
+    day("rank", "--all", "--model", day.model, "--profiles", day.profiles)
+    day("train", "--update", "--model", day.model, "--profiles", day.profiles)
     assert len(encoded) - trained == len(fresh), "a second rank or an update encodes nothing"
-
-
-def digest_first_item(db: str) -> str:
-    return Store.open(db, create=False).stored_items()[0].id
 
 
 def test_an_update_encodes_new_items_beside_training_and_stores_them(
     tmp_path: Path, encoded: list[str]
 ) -> None:
     """`train --update` encodes the new items once (in a thread beside LightFM) and keeps them."""
-    db, model = str(tmp_path / "d.db"), str(tmp_path / "d.model")
-    runner = CliRunner()
-    seeds = sorted((FIXTURES / "seeds").glob("*.txt"))
-    profiles = str(FIXTURES.parent.parent / "profiles")
-
-    def digest(*args: str) -> None:
-        done = runner.invoke(cli, ["--db", db, *args])
-        assert done.exit_code == 0, done.output
-
-    digest("ingest", str(seeds[0]))
-    digest("feedback", "add", "ada", digest_first_item(db), "click")
-    digest("train", "--model", model, "--embeddings", "on", "--profiles", profiles)
-    known = {i.id for i in Store.open(db, create=False).stored_items()}
+    day = Day(tmp_path)
     trained = len(encoded)
-    digest("ingest", str(seeds[1]))
-    digest("train", "--update", "--model", model, "--profiles", profiles)
-    store = Store.open(db, create=False)
-    fresh = [i for i in store.stored_items() if i.id not in known]
+    fresh = day.next_day()
+    day("train", "--update", "--model", day.model, "--profiles", day.profiles)
     assert sorted(encoded[trained:]) == sorted(i.title for i in fresh)
+    store = Store.open(day.db, create=False)
     vectors = item_vectors(store, [doc_of(i) for i in fresh])  # stored: nothing encoded
     assert len(encoded) - trained == len(fresh) and set(vectors) == {i.id for i in fresh}
-    updated = Recommender.load(model)
+    updated = Recommender.load(day.model)
     rows = [updated.item_index[i.id] for i in fresh]
     expected = np.stack([vectors[i.id] for i in fresh])
     assert np.allclose(updated.item_embed[rows], expected, atol=1e-5)
