@@ -19,12 +19,14 @@ train.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from digest.children import die_with_parent
 from digest.features import ItemDoc, ReaderInfo
 from digest.model import Interaction, Recommender
 
@@ -379,14 +381,21 @@ def in_background(**kwargs) -> Future:
     Spawned rather than forked: the caller may already run torch's or OpenMP's threads.
     """
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_one_thread)
+    pool = ProcessPoolExecutor(
+        max_workers=1, mp_context=context, initializer=_search_worker, initargs=(os.getpid(),)
+    )
     future = pool.submit(tune, **kwargs)
     pool.shutdown(wait=False)
     return future
 
 
-def _one_thread() -> None:
-    """The search shares the machine with the final fit: one BLAS thread, not all cores."""
+def _search_worker(parent: int) -> None:
+    """The search shares the machine with the final fit: one BLAS thread, not all cores.
+
+    It also ends with `digest train`: killed, a train must not leave a search behind.
+    """
     from threadpoolctl import threadpool_limits
+
+    die_with_parent(parent)
 
     threadpool_limits(1)

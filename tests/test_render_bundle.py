@@ -1,7 +1,7 @@
 """Rendering a run's jobs: worker processes give exactly what rendering in-process gives.
 
 A big run renders in spawned workers, which get every paper once and jobs that name
-papers by number (`Papers`); the outputs must not depend on that.
+papers by number (`Papers.numbered`); the outputs must not depend on that.
 """
 
 from __future__ import annotations
@@ -15,14 +15,26 @@ import pytest
 
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render import bundle
-from digest.render.bundle import Papers, RenderContext, Rendered, RenderJob, render_all, render_job
+from digest.render.bundle import (
+    Papers,
+    RenderContext,
+    Rendered,
+    RenderJob,
+    render_all,
+    render_job,
+    with_papers,
+)
 
 DAY = date(2026, 3, 11)
 CTX = RenderContext(
-    sender="digest <digest@example.org>", list_id="digest.example.org",
-    now=datetime(2026, 3, 11, 7, tzinfo=UTC), base_url="https://digest.example.org",
-    secret="s" * 32, unsubscribe_mailbox="u@example.org", authority="digest.example.org",
-)  # fmt: skip
+    sender="digest <digest@example.org>",
+    list_id="digest.example.org",
+    now=datetime(2026, 3, 11, 7, tzinfo=UTC),
+    base_url="https://digest.example.org",
+    secret="s" * 32,
+    unsubscribe_mailbox="u@example.org",
+    authority="digest.example.org",
+)
 
 
 def paper(n: int, **fields: object) -> StoredItem:
@@ -69,16 +81,18 @@ def test_workers_render_what_this_process_renders(monkeypatch: pytest.MonkeyPatc
     assert pooled == [comparable(render_job(job, CTX)) for job in work]
 
 
-def test_a_chunk_names_each_paper_by_number_and_unpickles_to_one_copy(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_chunk_names_each_paper_by_number_and_comes_back_to_one_copy() -> None:
     work = jobs(20)
     papers = Papers(work)
     assert len(papers.items) == 12  # the twin shares its equal paper's number
-    data = papers.dumps(work[:4])
-    assert b"Abstract" not in data  # no paper text travels with the jobs
-    monkeypatch.setattr(bundle, "_PAPERS", papers.items)  # as a worker's initializer sets it
-    back = pickle.loads(data)
+    sent = papers.numbered(work[:4])
+    # What travels to a worker holds numbers, never a paper (nor its abstract).
+    travelling = [p[0] for _job, own, window in sent for d in (own, *window) if d for p in d[2]]
+    assert travelling and all(type(n) is int for n in travelling)
+    assert all(not job.digest.picks and not job.feed_window for job, _own, _window in sent)
+    assert b"Abstract" not in pickle.dumps(sent)
+    back = with_papers(sent, papers.items)  # as a worker does with its own copy
     assert [j.digest for j in back] == [j.digest for j in work[:4]]
+    assert [j.feed_window for j in back] == [j.feed_window for j in work[:4]]
     shown = [p.item for j in back for d in (j.digest, *j.feed_window) for p in d.picks]
     assert all(any(item is p for p in papers.items) for item in shown)

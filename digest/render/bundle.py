@@ -7,25 +7,18 @@ Pure like the renderers it calls: no database, no network, no files.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
-import io
 import os
-import pickle
-import signal
-import sys
-import threading
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from functools import cached_property
 from multiprocessing import get_context
 
-from digest.records import ReaderDigest, Recipient, StoredItem
+from digest.children import die_with_parent
+from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.email import EmailSettings, render_email
 from digest.render.feeds import KINDS, FeedSettings, render_feeds
 from digest.render.links import Links
@@ -144,7 +137,7 @@ def render_all(jobs: Sequence[RenderJob], ctx: RenderContext) -> Iterator[Render
     ) as pool:
         pending: deque[Future[list[Rendered]]] = deque()
         for chunk in _chunks(jobs, _CHUNK):
-            pending.append(pool.submit(_render_chunk, papers.dumps(chunk)))
+            pending.append(pool.submit(_render_chunk, papers.numbered(chunk)))
             if len(pending) >= _IN_FLIGHT:
                 yield from pending.popleft().result()
         while pending:
@@ -152,14 +145,15 @@ def render_all(jobs: Sequence[RenderJob], ctx: RenderContext) -> Iterator[Render
 
 
 class Papers:
-    """Every distinct paper of a run's jobs, numbered, and a pickler that names them so.
+    """Every distinct paper of a run's jobs, numbered, and the jobs with numbers for papers.
 
     Ten thousand readers' digests hold a few thousand papers between them, each with
-    an abstract. Pickled with every chunk of jobs, the same papers were copied to the
-    workers hundreds of times, and a worker spent more time unpickling its jobs than
+    an abstract. Sent with every chunk of jobs, the same papers were copied to the
+    workers hundreds of times, and a worker spent more time reading its jobs than
     encoding its emails. Instead each worker gets the numbered papers once (`items`,
-    its initializer's argument) and a chunk carries numbers: unpickled, a number is
-    that worker's one copy of the paper, so its per-paper caches hit by identity.
+    its initializer's argument) and a chunk carries numbers (`numbered`); the worker
+    puts its own copy of each paper back (`with_papers`), so its per-paper caches hit
+    by identity.
     """
 
     def __init__(self, jobs: Iterable[RenderJob]) -> None:
@@ -176,32 +170,53 @@ class Papers:
                         self._by_object[id(pick.item)] = number
         self.items: tuple[StoredItem, ...] = tuple(numbers)
 
-    def dumps(self, jobs: list[RenderJob]) -> bytes:
-        """`jobs` pickled with their papers as numbers (the jobs must be the ones counted)."""
-        out = io.BytesIO()
-        _NumberingPickler(out, self._by_object).dump(jobs)
-        return out.getvalue()
+    def numbered(self, jobs: list[RenderJob]) -> list[_Numbered]:
+        """`jobs` as plain tuples naming papers by number (the jobs must be the ones counted).
+
+        Plain tuples, not the records: a worker reads a tuple of numbers much faster than
+        it rebuilds dataclass objects it would then rebuild again around its papers.
+        """
+        number = self._by_object
+
+        def flat(d: ReaderDigest) -> _FlatDigest:
+            picks = tuple((number[id(p.item)], p.rank, p.score, p.why, p.members) for p in d.picks)
+            return d.audience, d.day, picks
+
+        return [
+            (
+                replace(job, digest=_NO_DIGEST, feed_window=()),
+                flat(job.digest),
+                tuple(None if d is job.digest else flat(d) for d in job.feed_window),
+            )
+            for job in jobs
+        ]
 
 
-class _NumberingPickler(pickle.Pickler):
-    def __init__(self, file: io.BytesIO, numbers: dict[int, int]) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self._numbers = numbers
+#: A pick as `Papers.numbered` sends it: paper number, rank, score, reason, members.
+_FlatDigest = tuple[str, date, tuple[tuple[int, int, float, Explanation, tuple[str, ...]], ...]]
+#: A job without its digests, its digest, and its feed window (None: the digest itself).
+_Numbered = tuple[RenderJob, _FlatDigest, tuple[_FlatDigest | None, ...]]
+_NO_DIGEST = ReaderDigest("", date.min, ())
 
-    def reducer_override(self, obj: object) -> object:
-        if type(obj) is StoredItem:
-            return _paper, (self._numbers[id(obj)],)
-        return NotImplemented
+
+def with_papers(jobs: list[_Numbered], items: Sequence[StoredItem]) -> list[RenderJob]:
+    """Jobs from `Papers.numbered`, each paper number replaced by that paper of `items`."""
+
+    def digest(flat: _FlatDigest) -> ReaderDigest:
+        audience, day, picks = flat
+        return ReaderDigest(audience, day, tuple(Pick(items[p[0]], *p[1:]) for p in picks))
+
+    out = []
+    for job, own, window in jobs:
+        mine = digest(own)
+        feed = tuple(mine if d is None else digest(d) for d in window)
+        out.append(replace(job, digest=mine, feed_window=feed))
+    return out
 
 
 _WORKER: dict[str, RenderContext] = {}
 #: This worker's copy of every paper of the run, by number (see `Papers`).
 _PAPERS: tuple[StoredItem, ...] = ()
-_PR_SET_PDEATHSIG = 1
-
-
-def _paper(number: int) -> StoredItem:
-    return _PAPERS[number]
 
 
 def _init(ctx: RenderContext, parent: int, papers: tuple[StoredItem, ...] = ()) -> None:
@@ -211,7 +226,7 @@ def _init(ctx: RenderContext, parent: int, papers: tuple[StoredItem, ...] = ()) 
     _quiet_collector()
     # `parent` comes from the parent itself: if it died before this worker got here,
     # os.getppid() would already name init, and the watch below would wait forever.
-    _die_with_parent(parent)
+    die_with_parent(parent)
 
 
 def _quiet_collector() -> None:
@@ -226,32 +241,10 @@ def _quiet_collector() -> None:
     gc.set_threshold(50_000, 50, 1000)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Exit as soon as the run that started this worker is gone (say, killed with -9).
-
-    An orphaned worker would otherwise wait forever on its task queue, holding the
-    run's stdout and stderr open. On Linux the kernel sends SIGKILL when the parent
-    dies (PR_SET_PDEATHSIG); elsewhere a thread watches the parent id.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _render_chunk(jobs: bytes) -> list[Rendered]:
-    """Render a chunk of jobs pickled by `Papers.dumps`."""
+def _render_chunk(jobs: list[_Numbered]) -> list[Rendered]:
+    """Render a chunk of jobs made by `Papers.numbered`."""
     ctx = _WORKER["ctx"]
-    return [render_job(job, ctx) for job in pickle.loads(jobs)]
+    return [render_job(job, ctx) for job in with_papers(jobs, _PAPERS)]
 
 
 def _chunks(jobs: Sequence[RenderJob], size: int) -> Iterable[list[RenderJob]]:

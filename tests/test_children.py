@@ -1,0 +1,70 @@
+"""Worker processes end with the process that started them, even one killed with -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+
+# A parent that starts one spawned worker the way digest does (`initializer`), gives it
+# a long task, prints the worker's pid and waits to be killed.
+PARENT = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+{setup}
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer={init},
+                               initargs=({args}))
+    pool.submit(time.sleep, 120)
+    while not pool._processes:
+        time.sleep(0.05)
+    print(next(iter(pool._processes)), flush=True)
+    time.sleep(120)
+"""
+
+WORKERS = {
+    "weight search": ("from digest import tuning", "tuning._search_worker", "os.getpid(),"),
+    "render": (
+        "from datetime import datetime\nfrom digest.render import bundle\n"
+        "ctx = bundle.RenderContext(sender='d <d@example.org>', list_id='example.org',"
+        " now=datetime(2026, 3, 11))",
+        "bundle._init",
+        "ctx, os.getpid()",
+    ),
+}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("kind", sorted(WORKERS))
+def test_a_worker_dies_with_its_killed_parent(kind: str) -> None:
+    setup, init, args = WORKERS[kind]
+    code = PARENT.format(setup=setup, init=init, args=args)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        time.sleep(0.5)  # let the worker finish its initializer
+        assert _alive(worker)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), f"the {kind} worker outlived its parent"
+    finally:
+        parent.kill()
