@@ -140,9 +140,7 @@ def _ints(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--abstracts", type=Path, help="CiteULike sample with abstracts")
-    parser.add_argument(
-        "--seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0, 1, 2, 3, 4]
-    )
+    parser.add_argument("--seeds", type=_ints, default=[0, 1, 2, 3, 4])
     parser.add_argument("--write", help="markdown file to record the result in")
     args = parser.parse_args()
     if not embed.available():

@@ -587,7 +587,8 @@ def rank_cmd(
 
     Items a reader was already sent (any day, any channel) or acted on are never
     offered, nor items matching a muted topic. Each pick says why it was chosen.
-    Nothing is recorded: `digest run` is what delivers.
+    Nothing is recorded but the sentence vectors of items not embedded before (each item
+    is embedded once, ever): `digest run` is what delivers.
     """
     if bool(user) == all_readers:
         raise click.UsageError("give exactly one of --user or --all")

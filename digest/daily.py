@@ -255,8 +255,9 @@ def update_model(
     """The daily model: an incremental update of the saved model, or a first full train.
 
     Sends from `day` on are not yet negatives (see `training.train`). Progress: the
-    "model: training" step's start and end, and "model: embedding new items" as
-    each batch of new items' sentence vectors is stored.
+    "model: training" step's start and end, and "model: embedding new items": for
+    a first train as each batch of vectors is stored, for an update (which encodes
+    beside LightFM's epochs) at the start and once the vectors are stored.
     """
     from digest.training import train
 
@@ -630,7 +631,7 @@ def preview(
     """Write one reader's email as HTML and text files, sending and recording nothing.
 
     Uses the stored plan for the day when there is one (what was or will be sent),
-    else ranks with the saved model without storing anything.
+    else ranks with the saved model, storing only new items' sentence vectors.
     """
     from digest.model import Recommender
 

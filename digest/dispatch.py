@@ -34,7 +34,7 @@ from digest.profiles import valid_email
 from digest.records import ReaderDigest, Recipient
 from digest.render.bundle import RenderContext, Rendered, RenderJob, render_all
 from digest.render.email import EmailSettings
-from digest.render.feeds import KINDS, feed_tag
+from digest.render.feeds import KINDS, feed_file, feed_tag
 from digest.render.links import Links
 from digest.render.wiki import WikiPost, post_path
 from digest.settings import ENV_SECRET, Settings
@@ -243,7 +243,7 @@ class Dispatcher:
     def _claim(self, channel: str, recipient: Recipient, digest: ReaderDigest) -> str | None:
         """Take the run's output names of `channel` for `recipient`; why not, if taken."""
         if channel == "feed":
-            names = [f"feeds/{_file_stem(recipient)}.{kind}" for kind in KINDS]
+            names = [f"feeds/{feed_file(recipient.audience, kind)}" for kind in KINDS]
         elif channel == "wiki":
             names = [f"wiki/{post_path(digest.day, digest.name)}"]
         else:
@@ -363,7 +363,7 @@ class Dispatcher:
         folder = self.settings.feeds_dir()
         written = []
         for kind, body in rendered.feeds.items():
-            path = folder / f"{_file_stem(recipient)}.{kind}"
+            path = folder / feed_file(recipient.audience, kind)
             if not self.dry_run:
                 _make_folder(path.parent)
                 _atomic_write(path, body)
@@ -419,11 +419,6 @@ def _unaddressable(recipient: Recipient) -> str | None:
     if not valid_email(recipient.email):
         return f"{recipient.email!r} is not an address"
     return None
-
-
-def _file_stem(recipient: Recipient) -> str:
-    """`<handle>` for a reader, `teams/<name>` for a team: a handle holds no `/`."""
-    return f"teams/{recipient.handle}" if recipient.is_team else recipient.handle
 
 
 def _authority(list_id: str) -> str:

@@ -71,7 +71,7 @@ DEFAULT_WEIGHTS = {
 SCORERS = tuple(DEFAULT_WEIGHTS)
 #: Item id -> sentence vector, or a function that returns them when first needed.
 VectorSource = dict[str, np.ndarray] | Callable[[], dict[str, np.ndarray]] | None
-_NEIGHBOUR_SCORERS = ("neighbours", "lightfm_neighbours", "char_neighbours", "embed_neighbours")
+NEIGHBOUR_SCORERS = ("neighbours", "lightfm_neighbours", "char_neighbours", "embed_neighbours")
 #: An interest phrase counts as one history item of this weight.
 INTEREST_WEIGHT = 1.0
 #: A past item less similar than this (TF-IDF cosine) is not offered as the reason.
@@ -518,7 +518,6 @@ class Recommender:
             "lightfm": (bias, reps),
             "lightfm_unit": unit,
             "texts": texts,
-            "k": k,
             "neighbours": nn.nearest(tfidf, self.item_tfidf, k, exclude=own),
             "lightfm_neighbours": nn.nearest(unit, self.item_lf, k, exclude=own),
             "char_neighbours": nn.nearest(char, self.item_char, k, exclude=own),
@@ -571,7 +570,7 @@ class Recommender:
             user_bias, user_vecs = self._user_vectors(readers)
             item_bias, item_vecs = side["lightfm"]
             out["lightfm"] = user_vecs @ item_vecs.T + item_bias[None, :] + user_bias[:, None]
-        neighbour_scorers = [n for n in _NEIGHBOUR_SCORERS if n in wanted and n in side]
+        neighbour_scorers = [n for n in NEIGHBOUR_SCORERS if n in wanted and n in side]
         if neighbour_scorers:
             strength = self.expansion if expansion is None else expansion
             history = self._rows_or_zero(self.history_matrix, rows)

@@ -284,23 +284,14 @@ def _int_range(where: str) -> tuple[int, int]:
     return _INT64
 
 
-def field(
-    path: str | os.PathLike[str], header: dict[str, Any], key: str, kind: type,
-    *, low: int | None = None, high: int | None = None,
-) -> Any:  # fmt: skip
+def field(path: str | os.PathLike[str], header: dict[str, Any], key: str, kind: type) -> Any:
     """A required header field of the given JSON type, or a ModelError naming it.
 
-    For `kind` int, `low` and `high` bound the value (inclusive); any header integer
-    already fits in 64 bits (`read` checks).
+    Any header integer already fits in 64 bits (`read` checks).
     """
     value = header.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ModelError(f"{path}: corrupt model header (field {key!r})")
-    in_range = (low is None or value >= low) and (high is None or value <= high)
-    if kind is int and not in_range:
-        raise ModelError(
-            f"{path}: corrupt model header (field {key!r}: {_shown(value)} is out of range)"
-        )
     return value
 
 

@@ -54,9 +54,10 @@ class Ranking:
         docs = [doc_of(i) for i in self.candidates]
         self.prepared = model.prepare(docs, vectors) if candidates else {}
         self.similarity = model.similarity(self.prepared) if self.candidates else None
-        #: Each ranked reader's blended scores: a team post reuses its members' rows
-        #: instead of scoring them again (10,000 readers x 1,000 candidates: 40 MB).
+        #: Team members' blended scores, kept as their digests are ranked: a team post
+        #: reuses them instead of scoring its members again.
         self._rows: dict[str, np.ndarray] = {}
+        self._members = {m for team in profiles.teams.values() for m in team.members}
         muted = {m for p in profiles.readers.values() for m in p.muted}
         texts = [f"{i.title}\n{i.abstract}" for i in self.candidates]
         self._muted_hits = phrase_matches(texts, muted)
@@ -66,7 +67,9 @@ class Ranking:
         for start in range(0, len(readers), BLOCK):
             block = list(readers[start : start + BLOCK])
             scores = self._scores(block)
-            self._rows.update(zip(block, scores, strict=True))
+            self._rows.update(
+                (r, s) for r, s in zip(block, scores, strict=True) if r in self._members
+            )
             for row, reader in enumerate(block):
                 profile = self.profiles.get(reader)
                 size = top or profile.digest_size

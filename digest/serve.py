@@ -37,6 +37,7 @@ from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from digest.errors import ConfigError, DigestError
+from digest.render.feeds import feed_file
 from digest.render.links import is_web_url
 from digest.render.templates import render
 from digest.settings import Settings
@@ -179,7 +180,7 @@ class Service:
     def feed(self, request: Request) -> FileResponse | HTMLResponse:
         token, kind = request.path_params["token"], request.path_params["kind"]
         audience = self.store().audience_for_feed_token(token) if len(token) >= 16 else None
-        path = self.settings.feeds_dir() / _feed_file(audience, kind) if audience else None
+        path = self.settings.feeds_dir() / feed_file(audience, kind) if audience else None
         if path is None or not path.is_file():
             return self._page("Not found", ["No such feed."], status=404)
         media = {"atom": "application/atom+xml", "rss": "application/rss+xml"}[kind]
@@ -325,13 +326,6 @@ def listen(host: str, port: int) -> socket.socket:
         return sock
     except OSError as exc:
         raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-
-
-def _feed_file(audience: str, kind: str) -> str:
-    """Where `digest run` writes an audience's feed, under the feeds folder."""
-    if audience.startswith("team:"):
-        return f"teams/{audience.removeprefix('team:')}.{kind}"
-    return f"{audience}.{kind}"
 
 
 def _here(request: Request) -> str:

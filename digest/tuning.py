@@ -28,7 +28,7 @@ import numpy as np
 
 from digest.children import die_with_parent
 from digest.features import ItemDoc, ReaderInfo
-from digest.model import Interaction, Recommender
+from digest.model import NEIGHBOUR_SCORERS, Interaction, Recommender
 
 #: Share of the newest items held out (extended back to a whole day).
 HOLDOUT = 0.2
@@ -49,7 +49,6 @@ WEIGHT_GRID = (0.0, 0.1, 0.3, 0.6, 1.0, 1.5, 2.0, 3.0, 5.0)
 #: within the noise of one held-out slice, and chasing them overfits it.
 MIN_GAIN = 0.001
 ROUNDS = 2
-_NEIGHBOURS = ("neighbours", "lightfm_neighbours", "char_neighbours", "embed_neighbours")
 _STATIC = ("lightfm", "tfidf", "interest", "embed")
 
 
@@ -71,10 +70,6 @@ class Tuning:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-    def summary(self) -> str:
-        """One line for `digest train`: which weights, and why."""
-        return describe(self.as_dict())
 
 
 def describe(record: dict | None) -> str:
@@ -327,7 +322,7 @@ class Search:
         """
         parts = (
             self._part(("static",), _STATIC),
-            self._part(("neighbours", k, expansion), _NEIGHBOURS, k=k, expansion=expansion),
+            self._part(("neighbours", k, expansion), NEIGHBOUR_SCORERS, k=k, expansion=expansion),
             self._part(("lightfm_linear", ridge), ("lightfm_linear",), ridge=ridge),
             self._part(("embed_linear", ridge_embed), ("embed_linear",), ridge_embed=ridge_embed),
         )

@@ -336,3 +336,16 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     missing = [k.name for k in keys() if f"`{k.name}`" not in readme]
     missing += [f"${k.env}" for k in keys() if k.env and not re.search(rf"`\$?{k.env}`", readme)]
     assert not missing, f"README.md does not document: {', '.join(missing)}"
+
+
+def test_the_embedding_text_setting_offers_exactly_the_recipes_embed_knows() -> None:
+    # settings.py stays free of numpy (the CLI starts without it), so it names the recipes
+    # itself; this keeps the two lists in step.
+    from dataclasses import fields
+
+    from digest import embed
+    from digest.settings import ModelSettings
+
+    (embed_text,) = [f for f in fields(ModelSettings) if f.name == "embed_text"]
+    assert embed_text.metadata["choices"] == tuple(embed.RECIPES)
+    assert embed_text.default == embed.DEFAULT_RECIPE

@@ -78,7 +78,7 @@ def test_a_team_too_small_to_split_keeps_the_defaults_and_says_why(
     assert chosen.method == "default"
     assert expected in chosen.reason
     assert chosen.weights == DEFAULT_WEIGHTS
-    assert "fixed defaults" in chosen.summary()
+    assert "fixed defaults" in tuning.describe(chosen.as_dict())
 
 
 def test_the_search_repairs_a_bad_blend_on_the_held_out_slice() -> None:

@@ -54,6 +54,18 @@ from digest.render.templates import Slotted, environment, render, slot
 from digest.text import display_text
 
 KINDS = ("atom", "rss")
+
+
+def feed_file(audience: str, kind: str) -> str:
+    """An audience's feed file under the feeds folder; `digest run` writes, `serve` reads.
+
+    `<handle>.<kind>` for a reader, `teams/<name>.<kind>` for a team (no handle holds `/`).
+    """
+    if audience.startswith("team:"):
+        return f"teams/{audience.removeprefix('team:')}.{kind}"
+    return f"{audience}.{kind}"
+
+
 #: The Content-Type to serve each kind with (also the `type` of its self link).
 MEDIA_TYPES = {"atom": "application/atom+xml", "rss": "application/rss+xml"}
 DEFAULT_DAYS = 14
@@ -181,11 +193,6 @@ def entry_id(authority: str, audience: str, day: date, item_id: str) -> str:
 def feed_tag(authority: str, audience: str, kind: str) -> str:
     """A feed's stable name when it has no public URL: a tag URI (RFC 4151), no path."""
     return f"tag:{authority},{FEED_TAG_DATE}:feeds/{_tag_part(audience)}.{kind}"
-
-
-def xml_text(value: str) -> str:
-    """`value` without the characters XML 1.0 cannot carry (controls, surrogates, U+FFFE/F)."""
-    return _NOT_XML.sub("", value)
 
 
 def html_text(text: str) -> str:
