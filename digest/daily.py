@@ -30,7 +30,7 @@ from digest.dispatch import Dispatcher, Outcome, utc_now
 from digest.errors import DigestError, ForeignDatabase, StorageError
 from digest.feedback import import_feedback
 from digest.ingest import ingest
-from digest.parsers import expand_paths, read_text
+from digest.parsers import read_text
 from digest.paths import check_output_file
 from digest.profiles import ProfileSet, load_profiles, teams_of
 from digest.records import ReaderDigest, Recipient, StoredItem
@@ -543,16 +543,21 @@ def _ingest_sources(ws: Workspace, report: RunReport, day: date | None, progress
     if not (sources.paths or sources.feedback):
         return
     if sources.paths:
-        files = len(expand_paths(list(sources.paths)))
-        done = 0
+        files = done = 0
+
+        def started(total: int) -> None:
+            nonlocal files
+            files = total
+            progress("ingest", 0, files)
 
         def file_done(_outcome: object) -> None:
             nonlocal done
             done += 1
             progress("ingest", min(done, files), files)
 
-        progress("ingest", 0, files)
-        summary = ingest(ws.store, list(sources.paths), given=day, progress=file_done)
+        summary = ingest(
+            ws.store, list(sources.paths), given=day, progress=file_done, started=started
+        )
         report.failures += [f"ingest: {f.error}" for f in summary.files if f.status == "error"]
         report.ingested = (
             f"{len(summary.files)} file(s), {summary.new} new item(s), "

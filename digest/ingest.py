@@ -108,8 +108,12 @@ def ingest(
     today: date | None = None,
     source: str | None = None,
     progress: Callable[[FileOutcome], None] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> IngestSummary:
     """Ingest files, directories and URLs; dumps are taken in date order.
+
+    `started(n)` is told how many inputs the locations expand to before the first is
+    read; `progress(outcome)` follows each one.
 
     Parsing and fingerprinting run in a worker process ahead of the writer, which
     keeps a second core busy; writing stays in this process, one file at a time.
@@ -117,6 +121,8 @@ def ingest(
     today = today or date.today()
     fallback = given or today
     inputs = _read_ahead(expand_paths(locations))
+    if started:
+        started(len(inputs))
     inputs.sort(key=lambda item: _order_key(item, fmt, given, today))
     index = KeyIndex(store)
     summary = IngestSummary()
