@@ -2,7 +2,8 @@
 
 Setup (not timed): 20,000 past items, 500,000 past events, 10,000 reader profiles
 (each with email and feed; a tenth also with wiki) in 20 teams, the past items'
-embeddings already stored (they were computed on earlier days), and a trained model.
+embeddings already stored (they were computed on earlier days), a trained model, and
+then yesterday's clicks (a 27th of the past events), which the model has not seen.
 
 Timed: one `digest run` for the new day, as cron would call it: ingest a file of
 1,000 new items, update the model (embedding only the new items), rank every
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -117,24 +119,29 @@ def setup(root: Path, args, rnd: random.Random) -> None:
             add_vectors(store, list(ids.values()), rnd)
         train(store, profiles, settings.store.model, epochs=args.epochs,
               embeddings=args.embeddings, before=DAY.isoformat())  # fmt: skip
+        # Yesterday's clicks, which the model has not seen: what the daily update learns.
+        add_events(store, liked, by_topic, args.events // DAYS_OF_CLICKS, rnd, day=DAY)
 
 
-def add_events(store: Store, liked, by_topic, n: int, rnd: random.Random) -> None:
-    per_reader = n // len(liked)
+#: The past events span this many days; a day's new clicks are this share of them.
+DAYS_OF_CLICKS = 27
+
+
+def add_events(
+    store: Store, liked, by_topic, n: int, rnd: random.Random, *, day: date | None = None
+) -> None:
+    """`n` clicks on the readers' liked topics: spread over February, or on the eve of `day`."""
     rows = []
-    for reader, likes in liked.items():
-        for k in range(per_reader):
-            item = rnd.choice(by_topic[likes[k % 3]])
-            rows.append(
-                (
-                    reader,
-                    item,
-                    "click",
-                    "",
-                    f"2026-02-{1 + k % 27:02d}T08:{k % 60:02d}:00",
-                    "import",
-                )
-            )
+    readers = list(liked.items())
+    for k in range(n):
+        reader, likes = readers[k % len(readers)]
+        item = rnd.choice(by_topic[likes[(k // len(readers)) % 3]])
+        when = (
+            f"{day - timedelta(days=1)}T{8 + k % 12:02d}:{k % 60:02d}:00"
+            if day
+            else f"2026-02-{1 + (k // len(readers)) % DAYS_OF_CLICKS:02d}T08:{k % 60:02d}:00"
+        )
+        rows.append((reader, item, "click", "", when, "import"))
     with store.transaction():
         store.conn.executemany(
             "INSERT OR IGNORE INTO events (reader, item_id, event, tag, time, origin) "
@@ -160,6 +167,22 @@ def add_vectors(store: Store, ids: list[str], rnd: random.Random) -> None:
     )
 
 
+def prepared(root: Path, args) -> None:
+    """Set up the day before at `root`: afresh, or copied from `--setup-dir` if it has one."""
+    if not args.setup_dir:
+        root.mkdir()
+        setup(root, args, random.Random(0))
+        return
+    kept = Path(args.setup_dir)
+    options = json.dumps({k: v for k, v in vars(args).items() if k not in ("write", "setup_dir")})
+    if not (kept / "options.json").exists() or (kept / "options.json").read_text() != options:
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+        setup(kept, args, random.Random(0))
+        (kept / "options.json").write_text(options)
+    shutil.copytree(kept, root)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--readers", type=int, default=10_000)
@@ -170,12 +193,15 @@ def main() -> None:
     parser.add_argument("--embeddings", default="on" if embed.available() else "off",
                         choices=["on", "off"])  # fmt: skip
     parser.add_argument("--write", help="markdown file to record the result in")
+    parser.add_argument(
+        "--setup-dir",
+        help="keep the (untimed) setup here and reuse it on later runs with the same options",
+    )
     args = parser.parse_args()
-    rnd = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = Path(tmp) / "run"
         started = time.perf_counter()
-        setup(root, args, rnd)
+        prepared(root, args)
         setup_s = time.perf_counter() - started
         settings = load_settings(str(root / "digest.toml"))
         started = time.perf_counter()

@@ -486,18 +486,24 @@ MODEL_OPTION = click.option(
     "--tune/--no-tune", default=True, show_default=True,
     help="Learn the blend weights from the newest items' clicks (a full train only).",
 )  # fmt: skip
+@click.option(
+    "--force", is_flag=True,
+    help="Retrain even if the saved model was trained on exactly this data and these settings.",
+)  # fmt: skip
 @_common
 @click.pass_context
 def train_cmd(
     ctx: click.Context, model_path: str | None, profiles_dir: str | None, update: bool,
-    epochs: int | None, seed: int | None, embeddings: str | None, tune: bool,
+    epochs: int | None, seed: int | None, embeddings: str | None, tune: bool, force: bool,
 ) -> None:  # fmt: skip
     """Fit the recommender on all items, readers and feedback, and save it.
 
     With --update, the saved model takes a few more epochs on new items and events
     (the daily path); without it, the model is trained from scratch and, when the
     team has enough clicks on its newest items, the blend weights are learned from
-    them (`digest model show` lists them). Same seed, same data: same model.
+    them (`digest model show` lists them). Same seed, same data: same model, so a
+    saved model trained on exactly this data and these settings is kept as it is
+    (--force retrains).
     """
     settings = settings_for(
         ctx, **{"store.model": model_path, "readers.profiles": profiles_dir,
@@ -515,8 +521,14 @@ def train_cmd(
         store, profiles, path, update=update, epochs=settings.model.epochs,
         random_state=settings.model.seed, embeddings=settings.model.embeddings,
         embed_recipe=settings.model.embed_text, update_epochs=settings.model.update_epochs,
-        tune=tune,
+        tune=tune, force=force,
     )  # fmt: skip
+    if model.kept:
+        click.echo(
+            f"{path} is up to date: trained on exactly these {len(model.item_ids)} items, "
+            "this feedback, these profiles and settings (--force retrains)"
+        )
+        return
     click.echo(
         f"trained on {len(model.item_ids)} items, {len(model.reader_ids)} readers "
         f"(embeddings {'on' if model.use_embed else 'off'}) -> {path}"

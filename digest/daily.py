@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -477,13 +478,28 @@ def run(
     if not dry_run:
         check_output_file(settings.store.model)  # before ingest and a long train, not after
     workspace = open_workspace(settings, scratch=dry_run)
+    warming = _warm_up_encoder(settings)
     try:
         report.warnings += workspace.warnings
         with contextlib.nullcontext() if dry_run else run_lock(settings.store.db):
             _run(workspace, report, day, only, progress, now or utc_now())
     finally:
         workspace.close()
+        if warming is not None:
+            warming.join()
     return report
+
+
+def _warm_up_encoder(settings: Settings) -> threading.Thread | None:
+    """Load the sentence encoder beside ingest and the store reads, if the run may encode.
+
+    The day's new items are encoded during the model update; loading the encoder
+    (about 7 s on two cores) then no longer holds it up.
+    """
+    from digest import embed
+
+    wanted = settings.model.embeddings == "on" or settings.model.embeddings == "auto"
+    return embed.warm_up() if wanted and embed.available() else None
 
 
 def _run(

@@ -199,7 +199,9 @@ class Dispatcher:
         feeders = [j.recipient.audience for j in jobs if "feed" in j.channels]
         since = (self.day - timedelta(days=self.settings.feeds.days - 1)).isoformat()
         # Later days too: re-running an earlier day must not take newer entries out.
-        windows = self.store.digests_of(feeders, since, "9999-12-31")
+        windows = self.store.digests_of(
+            feeders, since, "9999-12-31", besides=self.day.isoformat()
+        )
         tokens = self._feed_tokens([j.recipient for j in jobs])
         out = []
         for job in jobs:
@@ -209,8 +211,7 @@ class Dispatcher:
                 urls = {}  # the email names no feed the reader does not get
             window = ()
             if "feed" in job.channels:
-                older = [d for d in windows.get(job.recipient.audience, []) if d.day != self.day]
-                window = (job.digest, *older)
+                window = (job.digest, *windows.get(job.recipient.audience, []))
             out.append(replace(job, feed_window=window, feed_urls=urls))
         return out
 

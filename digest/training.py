@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from digest import embed, tuning
+from digest import __version__, embed, modelfile, tuning
+from digest.errors import ModelError
 from digest.features import ItemDoc, ReaderInfo, doc_of
 from digest.feedback import EVENT_WEIGHTS
 from digest.model import Interaction, Recommender
@@ -169,6 +172,7 @@ def train(
     update_epochs: int = 3,
     source: str | Path | None = None,
     tune: bool = True,
+    force: bool = False,
     embed_progress: Callable[[int, int], None] | None = None,
     **params,
 ) -> Recommender:
@@ -181,6 +185,11 @@ def train(
     the blend weights from the newest items' clicks (`digest.tuning`); an update
     keeps the weights the model has. `embed_progress(done, total)` follows the
     sentence vectors encoded for items that have none stored yet.
+
+    A full train whose model at `path` was trained on exactly the same items,
+    interactions, readers and settings keeps that model (its `kept` is True): same
+    seed, same data, same model, so refitting would only spend minutes to rewrite
+    the file. `force` refits anyway.
     """
     stored = store.stored_items()
     docs = [doc_of(item) for item in stored]
@@ -199,15 +208,64 @@ def train(
             model.fit_partial(docs, interactions, readers, epochs=update_epochs)
     else:
         wants = uses_embeddings(params.get("embeddings", "auto"))
+        days = [item.first_seen for item in stored]
+        size = digest_size(profiles)
+        inputs = inputs_digest(
+            docs, days, interactions, readers,
+            {**params, "embeddings used": wants, "tune": tune, "digest size": size},
+        )  # fmt: skip
+        kept = None if force or not path else _trained_on(path, inputs)
+        if kept is not None:
+            return kept
         recipe = params.get("embed_recipe", embed.DEFAULT_RECIPE)
         vectors = (
             item_vectors(store, docs, embed_progress, recipe=recipe) if wants and docs else None
         )
         fit = FitJob(docs, interactions, readers, vectors, params)
-        days = [item.first_seen for item in stored]
-        model = fit.tuned(digest_size(profiles), days) if tune else fit.untuned()
+        model = fit.tuned(size, days) if tune else fit.untuned()
+        model.trained_on = inputs
     if path:
         model.save(path)
+    return model
+
+
+def inputs_digest(
+    docs: list[ItemDoc],
+    days: list[str],
+    interactions: list[Interaction],
+    readers: dict[str, ReaderInfo],
+    settings: dict,
+) -> str:
+    """A SHA-256 of everything a full train depends on, to recognise a repeat of one.
+
+    Items (id, text, first day), interactions, readers' interests and teams, the
+    training settings, and the versions of digest and of the model format: a change
+    to any of them changes the digest. Embedding vectors need no entry: each is a
+    function of its item's text and the recipe, both included.
+    """
+    head = {"digest": __version__, "format": modelfile.FORMAT, **settings}
+    parts = [json.dumps(head, sort_keys=True, default=str)]
+    parts += (f"i\x1f{d.id}\x1f{d.title}\x1f{d.abstract}\x1f{d.tags}\x1f{d.source}\x1f{day}"
+              for d, day in zip(docs, days, strict=True))  # fmt: skip
+    parts += (f"e\x1f{i.reader}\x1f{i.item_id}\x1f{i.weight!r}" for i in interactions)
+    parts += (f"r\x1f{r.handle}\x1f{r.interests}\x1f{r.teams}" for r in readers.values())
+    return hashlib.sha256("\x1e".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _trained_on(path: str | Path, inputs: str) -> Recommender | None:
+    """The model at `path` if it was fully trained on `inputs`; else None (train anew).
+
+    A missing or unreadable file is simply replaced, as a full train always did.
+    """
+    if not Path(path).is_file():
+        return None
+    try:
+        model = Recommender.load(path)
+    except ModelError:
+        return None
+    if model.trained_on != inputs:
+        return None
+    model.kept = True
     return model
 
 

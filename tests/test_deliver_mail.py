@@ -121,6 +121,23 @@ def test_outbox_refuses_a_symlink_out_of_the_folder(tmp_path: Path) -> None:
     assert list(elsewhere.iterdir()) == []
 
 
+def test_outbox_never_writes_through_a_symlink_at_the_file_itself(tmp_path: Path) -> None:
+    folder, victim, planted = tmp_path / "outbox", tmp_path / "victim", tmp_path / "planted"
+    (folder / "day").mkdir(parents=True)
+    victim.write_bytes(b"keep")
+    planted.write_bytes(b"keep too")
+    (folder / "day" / "ada.eml").symlink_to(victim)  # replaced by the rename, not followed
+    outbox = Outbox(folder)
+    outbox.send("day/ada.eml", SENDER, ADA, b"message")
+    assert (folder / "day" / "ada.eml").read_bytes() == b"message"
+    assert not (folder / "day" / "ada.eml").is_symlink()
+    (folder / "day" / ".bob.eml.tmp").symlink_to(planted)  # the temporary name, planted
+    outbox.send("day/bob.eml", SENDER, ADA, b"message")
+    assert (folder / "day" / "bob.eml").read_bytes() == b"message"
+    assert victim.read_bytes() == b"keep" and planted.read_bytes() == b"keep too"
+    assert sorted(p.name for p in (folder / "day").iterdir()) == ["ada.eml", "bob.eml"]
+
+
 def test_outbox_write_failure_is_an_error_and_leaves_nothing(tmp_path: Path) -> None:
     (tmp_path / "ada.eml").mkdir()  # the target exists and cannot be replaced by a file
     with pytest.raises(DeliveryError, match="cannot write") as caught:

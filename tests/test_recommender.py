@@ -206,6 +206,39 @@ def test_cli_train_and_rank_jsonl(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "run 'digest train' first" in bad.stderr
 
 
+def test_a_second_train_on_the_same_data_keeps_the_model_until_something_changes(
+    tmp_path: Path,
+) -> None:
+    runner = CliRunner()
+    model = tmp_path / "m.model"
+    env = {"DIGEST_DB": str(tmp_path / "d.db"), "DIGEST_MODEL": str(model),
+           "DIGEST_PROFILES": str(PROFILES)}  # fmt: skip
+
+    def train(*extra: str) -> str:
+        args = ["train", "--embeddings", "off", "--epochs", "2", *extra]
+        done = runner.invoke(cli, args, env=env)
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    assert runner.invoke(cli, ["ingest", str(EXAMPLES / "dumps")], env=env).exit_code == 0
+    assert "trained on" in train()
+    first, embeddings = model.read_bytes(), Recommender.load(model).lightfm.item_embeddings
+    assert "is up to date" in train()
+    assert model.read_bytes() == first  # kept as it was, not rewritten
+    assert "trained on" in train("--force")
+    # Same seed, same data: the very same model, which is why keeping it is safe.
+    assert np.array_equal(Recommender.load(model).lightfm.item_embeddings, embeddings)
+    assert "trained on" in train("--epochs", "3")  # another setting: trained anew
+    assert "trained on" in train()  # and back
+    item = Recommender.load(model).item_ids[0]
+    assert runner.invoke(cli, ["feedback", "add", "zoe", item, "like"], env=env).exit_code == 0
+    assert "trained on" in train()  # new feedback: trained anew
+    assert runner.invoke(cli, ["train", "--update"], env=env).exit_code == 0
+    assert "trained on" in train()  # an updated model is not what a full train gives
+    model.write_bytes(b"not a model")
+    assert "trained on" in train()  # an unreadable file is replaced, as before
+
+
 def test_embeddings_extra_is_used_when_installed() -> None:
     from digest import embed
 
@@ -278,24 +311,35 @@ def test_a_scale_measured_before_any_click_is_measured_again_once_clicks_exist()
     assert model.scale == scale, "once measured with clicks, the scale stays fixed"
 
 
-def test_shared_terms_are_the_strongest_in_item_and_history_alike() -> None:
-    """The vectorised explanation terms equal a plain per-item computation."""
+def test_explanations_for_many_readers_at_once_equal_a_plain_per_pick_computation() -> None:
+    """The block-wise explanation (terms and closest past item) equals the definition."""
+    from digest.model import _MIN_EXPLAIN_SIMILARITY
+
     docs = _docs()
     model = Recommender(epochs=2, embeddings="off").fit(docs[:40], _interactions())
     prepared = model.prepare(docs[40:] + docs[:8])
     names = model.terms()
-    for reader in ("u0", "u1", "u2", "nobody"):
-        cols = list(range(len(docs[40:]) + 8))
-        got = model._shared_terms(reader, prepared, cols)
+    everything = list(range(len(docs[40:]) + 8))
+    readers = ["u0", "u1", "nobody", "u2", "u3", "u4"]
+    picks = [everything, everything[::3], everything, [], everything[5:9], [2, 0, 7]]
+    got = model.explain_all(readers, prepared, picks)
+    sims = (model.item_tfidf @ prepared["tfidf"].T).toarray()
+    for reader, cols, reasons in zip(readers, picks, got, strict=True):
+        assert len(reasons) == len(cols)
+        assert reasons == model.explain(reader, prepared, cols)  # alone or in a block
         row = model._reader_row(reader)
         if row is None:
-            assert got == [[] for _ in cols]
+            assert all(not r.terms and r.because_id is None for r in reasons)
             continue
         centroid = model.tfidf_centroid[row].toarray().ravel()
-        for col, terms in zip(cols, got, strict=True):
+        positives = [c for c, w in model.history[row].items() if w > 0]
+        for col, why in zip(cols, reasons, strict=True):
             weights = prepared["tfidf"][col].toarray().ravel() * centroid
             ranked = [i for i in np.argsort(-weights, kind="stable")[:3] if weights[i] > 0]
-            assert terms == [str(names[i]) for i in ranked], (reader, col)
+            assert list(why.terms) == [str(names[i]) for i in ranked], (reader, col)
+            best = positives[int(np.argmax(sims[positives, col]))]
+            close = sims[best, col] >= _MIN_EXPLAIN_SIMILARITY
+            assert why.because_id == (model.item_ids[best] if close else None), (reader, col)
 
 
 def _mmr_reference(scores, similarity, allowed, size, diversity) -> list[int]:
@@ -354,3 +398,31 @@ def test_interest_phrase_hits_are_the_same_cached_or_not() -> None:
     assert first.tolist() == [[2, 1, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0]]
     assert set(cache) == {"protein folding", "graph"}
     assert (model._phrase_hits(rows, texts, cache) == first).all()
+
+
+def test_an_update_trains_lightfm_on_new_clicks_and_as_many_replayed() -> None:
+    import scipy.sparse as sp
+
+    from digest.model import _to_learn
+
+    learned = sp.csr_matrix(np.array([[1, 0, 2, 0], [0, 1, 0, 0]], dtype=np.float32))
+    # Reader 0 clicked item 1 (new) and liked item 2 again (2 -> 3); reader 2 is new.
+    now = sp.coo_matrix(np.array([[1, 1, 3, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float32))
+    chosen = _to_learn(now, learned, seed=0).tocsr()
+    fresh = {(0, 1): 1.0, (0, 2): 3.0, (2, 3): 1.0}
+    got = {(int(r), int(c)): float(chosen[r, c]) for r, c in zip(*chosen.nonzero(), strict=True)}
+    assert {k: got[k] for k in fresh} == fresh
+    # Two unchanged pairs exist ((0, 0) and (1, 1)), three fresh ones: both are replayed.
+    assert set(got) - set(fresh) == {(0, 0), (1, 1)}
+    assert _to_learn(sp.coo_matrix(learned), learned, seed=0).nnz == 0
+
+
+def test_an_update_with_nothing_new_leaves_lightfm_as_it_was() -> None:
+    docs = _docs()
+    model = Recommender(epochs=2, embeddings="off").fit(docs, _interactions())
+    before = model.lightfm.item_embeddings.copy(), model.lightfm.user_embeddings.copy()
+    model.fit_partial(docs, _interactions())
+    assert np.array_equal(model.lightfm.item_embeddings, before[0])
+    assert np.array_equal(model.lightfm.user_embeddings, before[1])
+    model.fit_partial(docs, [*_interactions(), Interaction("u0", "protein1", 1.0)])
+    assert not np.array_equal(model.lightfm.user_embeddings, before[1])

@@ -21,7 +21,7 @@ def write_atomically(target: Path, data: bytes, *, sync: bool = True, mode: int 
     writes many files may pass `sync=False` and sync them all at once afterwards.
     """
     tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = _create(tmp, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -34,6 +34,20 @@ def write_atomically(target: Path, data: bytes, *, sync: bool = True, mode: int 
         raise
     if sync:
         sync_folder(target.parent)
+
+
+def _create(tmp: Path, mode: int) -> int:
+    """Create the temporary file anew; whatever held its name is removed first.
+
+    A write cut short leaves a file there, and a planted symlink would redirect the
+    write, so an existing name is never opened, only replaced.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(tmp, flags, mode)
+    except FileExistsError:
+        tmp.unlink()
+        return os.open(tmp, flags, mode)
 
 
 def sync_folder(folder: Path) -> None:

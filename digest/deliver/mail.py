@@ -99,6 +99,7 @@ class Outbox(_Closing):
         self.folder = Path(folder)
         #: False when the caller syncs a whole batch at once before recording it.
         self.sync = sync
+        self._inside_folder: dict[Path, bool] = {}
 
     def send(self, name: str, sender: str, recipient: str, message: bytes) -> DeliveryResult:
         """Write `message` to `folder/name` exactly as given; the envelope is not recorded.
@@ -125,10 +126,19 @@ class Outbox(_Closing):
                 "'2026-03-11/ada.eml' without '..'"
             )
         target = self.folder.joinpath(*parts)
-        # A symlinked sub-folder could still lead outside; compare the real paths.
-        if not target.resolve().is_relative_to(self.folder.resolve()):
+        # A symlinked sub-folder could still lead outside; compare the real paths. The
+        # file itself is replaced by a rename, which never follows a symlink, so its
+        # folder is what is resolved: once per folder, not once per message (10,000
+        # messages share one day's folder, and resolving walks every path component).
+        if not self._inside(target.parent):
             raise DeliveryError(f"outbox: message name {name!r} leads outside {self.folder}")
         return target
+
+    def _inside(self, folder: Path) -> bool:
+        if folder not in self._inside_folder:
+            inside = folder.resolve().is_relative_to(self.folder.resolve())
+            self._inside_folder[folder] = inside
+        return self._inside_folder[folder]
 
 
 class _Failed(Exception):
