@@ -199,9 +199,7 @@ class Dispatcher:
         feeders = [j.recipient.audience for j in jobs if "feed" in j.channels]
         since = (self.day - timedelta(days=self.settings.feeds.days - 1)).isoformat()
         # Later days too: re-running an earlier day must not take newer entries out.
-        windows = self.store.digests_of(
-            feeders, since, "9999-12-31", besides=self.day.isoformat()
-        )
+        windows = self.store.digests_of(feeders, since, "9999-12-31", besides=self.day.isoformat())
         tokens = self._feed_tokens([j.recipient for j in jobs])
         out = []
         for job in jobs:
