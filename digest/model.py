@@ -28,7 +28,7 @@ team too small to validate on.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +76,8 @@ NEIGHBOUR_SCORERS = ("neighbours", "lightfm_neighbours", "char_neighbours", "emb
 INTEREST_WEIGHT = 1.0
 #: A past item less similar than this (TF-IDF cosine) is not offered as the reason.
 _MIN_EXPLAIN_SIMILARITY = 0.15
+#: Readers whose centroid rows are spread into a dense buffer at once, for explanations.
+_TERM_BLOCK = 128
 
 
 @dataclass(frozen=True)
@@ -693,9 +695,10 @@ class Recommender:
         out: list[list[Explanation]] = []
         for n, (reader, cols) in enumerate(zip(readers, pairs.cols, strict=True)):
             first = int(pairs.offsets[n])
+            phrases = self._phrases(reader)
             out.append([
                 Explanation(
-                    interest=self._interest(reader, texts[c] if texts is not None else None),
+                    interest=_interest(phrases, texts[c] if texts is not None else None),
                     because_title=self.titles.get(closest[first + m], "")
                     if closest[first + m] else None,
                     because_id=closest[first + m],
@@ -705,13 +708,10 @@ class Recommender:
             ])  # fmt: skip
         return out
 
-    def _interest(self, reader: str, text: str | None) -> str | None:
+    def _phrases(self, reader: str) -> list[tuple[str, str]]:
+        """A reader's interests, each with its normalised form padded for a word match."""
         info = self.readers_info.get(reader)
-        padded = f" {text} " if text else ""
-        for phrase in info.interests if info else ():
-            if f" {normalize(phrase)} " in padded:
-                return phrase
-        return None
+        return [(phrase, f" {normalize(phrase)} ") for phrase in (info.interests if info else ())]
 
     def _closest(self, pairs: _Pairs, prepared: dict) -> list[str | None]:
         """Each pair's most similar past item the reader engaged with, if similar enough."""
@@ -750,23 +750,16 @@ class Recommender:
     def _shared_terms(self, pairs: _Pairs, prepared: dict, k: int = 3) -> list[list[str]]:
         """Each pair's k terms weighing most in both the item and the reader's centroid.
 
-        One lookup for all pairs: each (reader, term) becomes one integer key, and the
-        readers' centroid entries, sorted the same way, are searched all at once.
+        The readers' centroid rows are spread, a few hundred at a time, into a dense
+        buffer kept with `prepared`: looking up every term of every pick is then one
+        gather (a search per term, through all the block's entries, was slower than
+        doing it reader by reader).
         """
         out: list[list[str]] = [[] for _ in range(pairs.size)]
         known = pairs.rows >= 0
-        centroid = self.tfidf_centroid
         if not pairs.size or not known.any():
             return out
-        if not centroid.has_sorted_indices:
-            centroid.sort_indices()  # once: each row's terms ascending
-        width = np.int64(centroid.shape[1])
-        mine = centroid[pairs.rows[known]]  # the readers' rows, in order, sorted within
-        keys = np.repeat(np.arange(mine.shape[0], dtype=np.int64), np.diff(mine.indptr))
-        keys = keys * width + mine.indices
-        if not len(keys):
-            return out
-        local = np.cumsum(known) - 1  # reader -> row of `mine`
+        centroid = self.tfidf_centroid
         pair = np.flatnonzero(known[pairs.owner])
         tfidf = prepared["tfidf"]
         starts = tfidf.indptr[pairs.col[pair]]
@@ -775,16 +768,27 @@ class Recommender:
         # Each pick's slice of the CSR arrays, as one index array: start + offset in row.
         take = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(len(owner))
         index = tfidf.indices[take]
-        wanted = local[pairs.owner[owner]] * width + index
-        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-        weight = np.where(keys[at] == wanted, tfidf.data[take] * mine.data[at], 0.0)
+        reader = pairs.owner[owner]  # ascending: pairs come reader by reader
+        weight = np.zeros(len(owner), dtype=np.float32)
+        buffer = prepared.get("centroid_buffer")
+        if buffer is None or buffer.shape[1] != centroid.shape[1]:
+            buffer = prepared["centroid_buffer"] = np.zeros(
+                (_TERM_BLOCK, centroid.shape[1]), dtype=np.float32
+            )
+        readers = np.flatnonzero(known)
+        for lo in range(0, len(readers), _TERM_BLOCK):
+            group = readers[lo : lo + _TERM_BLOCK]
+            mine = centroid[pairs.rows[group]]
+            at = np.repeat(np.arange(len(group)), np.diff(mine.indptr))
+            buffer[at, mine.indices] = mine.data
+            first, last = np.searchsorted(reader, [group[0], group[-1] + 1])
+            local = np.searchsorted(group, reader[first:last])
+            weight[first:last] = tfidf.data[take[first:last]] * buffer[local, index[first:last]]
+            buffer[at, mine.indices] = 0.0
         shared = weight > 0
         owner, index, weight = owner[shared], index[shared], weight[shared]
-        order = np.lexsort((-weight, owner))
-        owner, index = owner[order], index[order]
-        place = np.arange(len(owner)) - np.searchsorted(owner, owner, side="left")
         names = self.term_list()
-        for who, term in zip(owner[place < k].tolist(), index[place < k].tolist(), strict=True):
+        for who, term in _top_per_group(owner, weight, index, k):
             out[who].append(names[term])
         return out
 
@@ -1157,6 +1161,43 @@ def _history_rows(matrix: sp.csr_matrix) -> list[dict[int, float]]:
         dict(zip(matrix.indices[s:e].tolist(), matrix.data[s:e].tolist(), strict=True))
         for s, e in zip(matrix.indptr[:-1], matrix.indptr[1:], strict=True)
     ]
+
+
+def _interest(phrases: list[tuple[str, str]], text: str | None) -> str | None:
+    """The first interest found in a (normalised) item text, as the reader wrote it."""
+    padded = f" {text} " if text else ""
+    for phrase, pattern in phrases if padded else ():
+        if pattern in padded:
+            return phrase
+    return None
+
+
+def _top_per_group(
+    groups: np.ndarray, weights: np.ndarray, values: np.ndarray, k: int
+) -> Iterator[tuple[int, int]]:
+    """(group, value) of each group's k largest positive weights, best first.
+
+    `groups` must be ascending. Ties go to the earlier entry, as a stable sort would
+    order them. k rounds of a per-group maximum instead of sorting every entry: the
+    daily run's explanations have over ten million shared terms to rank, and sorting
+    them took seconds.
+    """
+    if not len(groups):
+        return
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    lengths = np.diff(np.r_[starts, len(groups)])
+    left = np.array(weights, dtype=np.float64)
+    positions = np.arange(len(left))
+    rounds = []
+    for _ in range(k):
+        best = np.maximum.reduceat(left, starts)
+        at = np.where(left == np.repeat(best, lengths), positions, len(left))
+        first = np.minimum.reduceat(at, starts)
+        found = best > 0
+        rounds.append((groups[starts[found]], values[first[found]]))
+        left[first[found]] = 0.0
+    for who, value in rounds:
+        yield from zip(who.tolist(), value.tolist(), strict=True)
 
 
 class _Pairs:
