@@ -149,16 +149,20 @@ def _rows_sum_to_one(matrix: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def centroids(
-    rows: list[list[tuple[int, float]]], vectors: sp.csr_matrix | np.ndarray
+    rows: list[list[tuple[int, float]]] | sp.csr_matrix, vectors: sp.csr_matrix | np.ndarray
 ) -> sp.csr_matrix | np.ndarray:
-    """Weighted mean of item vectors per reader, L2-normalised (zero rows stay zero)."""
-    r, c, w = [], [], []
-    for i, pairs in enumerate(rows):
-        for col, weight in pairs:
-            r.append(i)
-            c.append(col)
-            w.append(weight)
-    weights = sp.csr_matrix((w, (r, c)), shape=(len(rows), vectors.shape[0]), dtype=np.float32)
+    """Weighted mean of item vectors per reader, L2-normalised (zero rows stay zero).
+
+    `rows` is each reader's (item row, weight) pairs, or those weights as a matrix.
+    """
+    if sp.issparse(rows):
+        weights = sp.csr_matrix(rows, dtype=np.float32)
+    else:
+        r = [i for i, pairs in enumerate(rows) for _ in pairs]
+        c = [col for pairs in rows for col, _ in pairs]
+        w = [weight for pairs in rows for _, weight in pairs]
+        shape = (len(rows), vectors.shape[0])
+        weights = sp.csr_matrix((w, (r, c)), shape=shape, dtype=np.float32)
     out = weights @ vectors
     if sp.issparse(out):
         return l2_normalize(sp.csr_matrix(out))

@@ -24,6 +24,7 @@ import json
 import lzma
 import math
 import os
+import tokenize
 import zipfile
 import zlib
 from typing import Any, BinaryIO
@@ -59,10 +60,11 @@ _INT_RANGES = {
     "rng.has_gauss": (0, 1),
     "params.random_state": (0, 2**32 - 1),
 }
-#: What reading a damaged or hostile archive can raise, besides a bad zip.
+#: What reading a damaged or hostile archive can raise, besides a bad zip. NumPy parses
+#: an array's header as a Python literal, so a mangled one raises the tokenizer's errors.
 _READ_ERRORS = (
     ValueError, OSError, EOFError, KeyError, RuntimeError, NotImplementedError,
-    OverflowError, MemoryError, zlib.error, lzma.LZMAError,
+    OverflowError, MemoryError, zlib.error, lzma.LZMAError, SyntaxError, tokenize.TokenError,
 )  # fmt: skip
 
 

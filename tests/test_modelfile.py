@@ -206,6 +206,19 @@ def test_truncated_and_mangled_files_fail_cleanly(saved: Path, tmp_path: Path, d
         assert str(target) in str(exc)
 
 
+def test_an_array_header_that_is_not_a_python_literal_fails_cleanly(
+    saved: Path, tmp_path: Path
+) -> None:
+    """NumPy parses each array's header as a literal: a broken one raised SyntaxError."""
+    raw = bytearray(saved.read_bytes())
+    quote = raw.index(b"{'descr': '") + len("{'descr': ")
+    raw[quote] ^= 0xFF  # the string's opening quote: an unterminated literal
+    target = tmp_path / "mangled.model"
+    target.write_bytes(bytes(raw))
+    with pytest.raises(ModelError, match="not a digest model file"):
+        Recommender.load(target)
+
+
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
