@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -853,6 +853,28 @@ class Store:
             [(*row, stamp) for row in rows],
         )
         return cur.rowcount
+
+    def engagement(self, weights: Mapping[str, float]) -> list[tuple[str, str, float]]:
+        """(reader, item id, summed event weight) for every pair with any event, in order.
+
+        Summed here, by SQLite, rather than over half a million fetched event rows in
+        Python; an event kind `weights` does not name counts zero.
+        """
+        cases = " ".join("WHEN ? THEN ?" for _ in weights)
+        params = [value for pair in weights.items() for value in pair]
+        return self.conn.execute(
+            f"SELECT reader, item_id, SUM(CASE event {cases} ELSE 0.0 END) FROM events "
+            "GROUP BY reader, item_id ORDER BY reader, item_id",
+            params,
+        ).fetchall()
+
+    def sent_pairs(self, before: str | None = None) -> list[tuple[str, str]]:
+        """(reader, item id) of every item sent to a reader (not a team), before a day if given."""
+        return self.conn.execute(
+            "SELECT reader, item_id FROM sends WHERE substr(reader, 1, 5) != 'team:' "
+            "AND (? IS NULL OR digest_date < ?) GROUP BY reader, item_id ORDER BY reader, item_id",
+            (before, before),
+        ).fetchall()
 
     def sends(self) -> list[tuple[str, str, str]]:
         """(audience, item id, digest date) for every item sent on any channel, once each."""

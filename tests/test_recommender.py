@@ -69,6 +69,39 @@ def test_event_weights() -> None:
     assert not any(r.startswith("team:") for r, _ in weights)  # a team is not a reader
 
 
+def test_interactions_summed_by_sqlite_equal_those_summed_in_python(loaded: Store) -> None:
+    """`interactions_from_store` is `interactions_from_events` over the store, done in SQL."""
+    from digest.training import interactions_from_store
+
+    ids = [row["id"] for row in loaded.items()][:6]
+    with loaded.transaction():
+        for handle in ("ada", "bob", "team:core", "TEAM:x"):
+            loaded.conn.execute(
+                "INSERT OR IGNORE INTO readers (handle, origin, created_at) VALUES (?, 'x', '')",
+                (handle,),
+            )
+        loaded.conn.executemany(
+            "INSERT INTO events (reader, item_id, event, tag, time, origin) "
+            "VALUES (?, ?, ?, '', ?, 'import')",
+            [("ada", ids[0], "click", "2026-03-01"), ("ada", ids[0], "click", "2026-03-02"),
+             ("ada", ids[1], "like", "2026-03-01"), ("ada", ids[1], "dislike", "2026-03-02"),
+             ("ada", ids[1], "dislike", "2026-03-03"), ("bob", ids[2], "tag", "2026-03-01"),
+             ("bob", ids[3], "dislike", "2026-03-01"), ("bob", ids[4], "like", "2026-03-01"),
+             ("bob", ids[4], "dislike", "2026-03-01"), ("bob", ids[4], "dislike", "2026-03-02")],
+        )  # fmt: skip
+    for reader, item, day in [
+        ("ada", ids[0], "2026-03-09"), ("ada", ids[5], "2026-03-09"), ("bob", ids[5], "2026-03-11"),
+        ("bob", ids[4], "2026-03-09"), ("team:core", ids[3], "2026-03-09"),
+        ("TEAM:x", ids[3], "2026-03-09"), ("ada", ids[2], "2026-03-10"),
+    ]:  # fmt: skip
+        loaded.record_send(reader, item, channel="email", digest_date=day)
+    for before in (None, "2026-03-10", "2026-03-11", "2026-03-12"):
+        python = interactions_from_events(loaded.events(), loaded.sends(), before=before)
+        sql = interactions_from_store(loaded, before=before)
+        assert sorted(sql) == sorted(python), before
+        assert len(sql) == len(python) >= 5
+
+
 def test_imported_sent_rows_reach_training_through_the_ledger(loaded: Store, tmp_path) -> None:
     """A 'sent' row lands in `sends` only, and training still reads it as a negative."""
     item = loaded.items()[0]["id"]
