@@ -223,7 +223,8 @@ class Recommender:
         """The daily update: a few more epochs with new items, readers and events.
 
         `item_vectors` may be a function returning them: it is called once LightFM's
-        epochs are done, so vectors can be encoded meanwhile.
+        epochs and every scorer that needs no vectors are done, so vectors can be
+        encoded meanwhile.
 
         LightFM's epochs go over the clicks that are new since the model last trained
         (with as many old ones replayed; see `_to_learn`), not the whole history again.
@@ -310,8 +311,6 @@ class Recommender:
         self._item_features = item_features
         self.item_lf = _unit_rows(self.lightfm.get_item_representations(item_features)[1])
         self.item_char = self._char_rows([docs[i] for i in self.item_ids])
-        if callable(item_vectors):
-            item_vectors = item_vectors()
         self._history(coordinates, tfidf, docs, item_vectors)
 
     def _fit_lightfm(
@@ -385,11 +384,13 @@ class Recommender:
         coordinates: tuple[np.ndarray, np.ndarray, np.ndarray],
         tfidf: sp.csr_matrix,
         docs: dict[str, ItemDoc],
-        item_vectors: dict[str, np.ndarray] | None,
+        item_vectors: VectorSource,
     ) -> None:
         """Per-reader weighted history, the source of the text scorers and explanations.
 
         A pair's weights add up; a pair whose weights cancel out is no history at all.
+        Vectors given as a function are asked for last, after everything that does not
+        need them: they may still be being encoded.
         """
         rows, cols, weights = coordinates
         summed = sp.csr_matrix(
@@ -411,6 +412,8 @@ class Recommender:
         )
         self.interest_phrases = [tuple(normalize(p) for p in ps) for ps in interests]
         self.linear_lf = linear.ridge_weights(self.item_lf, self.history_matrix, self.ridge)
+        if callable(item_vectors):
+            item_vectors = item_vectors()
         if self.use_embed:
             self.item_embed = self._embed_items([docs[i] for i in self.item_ids], item_vectors)
             self.linear_embed = linear.ridge_weights(
