@@ -74,6 +74,8 @@ class Dispatcher:
     _owners: dict[str, str] = field(default_factory=dict)
     #: Deliveries written but not yet recorded (see `flush`).
     _pending: list[dict] = field(default_factory=list)
+    #: Feed folders made already: ten thousand feeds share a few folders.
+    _folders: set[Path] = field(default_factory=set)
     #: Seconds spent waiting for rendered digests (the rest of a run's delivery time
     #: is writing, sending and recording).
     render_seconds: float = 0.0
@@ -364,7 +366,9 @@ class Dispatcher:
         for kind, body in rendered.feeds.items():
             path = folder / feed_file(recipient.audience, kind)
             if not self.dry_run:
-                _make_folder(path.parent)
+                if path.parent not in self._folders:  # once per folder, not per file
+                    _make_folder(path.parent)
+                    self._folders.add(path.parent)
                 _atomic_write(path, body)
             written.append(str(path))
         if self.dry_run:

@@ -76,7 +76,13 @@ class Ranking:
                 size = top or profile.digest_size
                 allowed = self._allowed(reader, profile.muted, scores[row])
                 chosen.append(self._select(scores[row], allowed, size))
-            reasons = self.model.explain_all(block, self.prepared, chosen)
+            # No picks at all (a day without candidates): nothing to explain, and the
+            # model may not even be loaded.
+            reasons = (
+                self.model.explain_all(block, self.prepared, chosen)
+                if any(chosen)
+                else [[] for _ in block]
+            )
             for row, reader in enumerate(block):
                 yield self._digest(reader, scores[row], chosen[row], reasons[row])
 

@@ -1021,7 +1021,7 @@ class Store:
             " VALUES (?, ?, ?, ?, ?, ?)",
             [
                 (digest_id, p.rank, p.item.id, float(p.score), json.dumps(p.why.to_json()),
-                 json.dumps(list(p.members)))
+                 json.dumps(list(p.members)) if p.members else "[]")
                 for p in picks
             ],
         )  # fmt: skip

@@ -100,6 +100,7 @@ class Outbox(_Closing):
         #: False when the caller syncs a whole batch at once before recording it.
         self.sync = sync
         self._inside_folder: dict[Path, bool] = {}
+        self._made: set[Path] = set()
 
     def send(self, name: str, sender: str, recipient: str, message: bytes) -> DeliveryResult:
         """Write `message` to `folder/name` exactly as given; the envelope is not recorded.
@@ -110,7 +111,9 @@ class Outbox(_Closing):
         """
         target = self.path_for(name)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in self._made:  # once per folder, not per message
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(target.parent)
             write_atomically(target, message, sync=self.sync, mode=0o600)
         except OSError as error:
             raise DeliveryError(f"outbox: cannot write {target}: {error}") from error
