@@ -478,23 +478,22 @@ def run(
     if not dry_run:
         check_output_file(settings.store.model)  # before ingest and a long train, not after
     workspace = open_workspace(settings, scratch=dry_run)
-    warming = _warm_up_encoder(settings)
     try:
         report.warnings += workspace.warnings
         with contextlib.nullcontext() if dry_run else run_lock(settings.store.db):
             _run(workspace, report, day, only, progress, now or utc_now())
     finally:
         workspace.close()
-        if warming is not None:
-            warming.join()
     return report
 
 
 def _warm_up_encoder(settings: Settings) -> threading.Thread | None:
-    """Load the sentence encoder beside ingest and the store reads, if the run may encode.
+    """Load the sentence encoder beside the store reads, if the run may encode.
 
     The day's new items are encoded during the model update; loading the encoder
-    (about 7 s on two cores) then no longer holds it up.
+    (about 7 s on two cores) then no longer holds it up. Started after ingest, whose
+    worker processes are forked: a fork while this thread holds an import lock could
+    leave a worker waiting on it forever.
     """
     from digest import embed
 
@@ -506,11 +505,23 @@ def _run(
     ws: Workspace, report: RunReport, day: date | None, only: str | None,
     progress: Progress, now: datetime,
 ) -> None:  # fmt: skip
+    with _timed(report, "ingest"):
+        _ingest_sources(ws, report, day, progress)
+    warming = _warm_up_encoder(ws.settings)
+    try:
+        _plan_and_deliver(ws, report, day, only, progress, now)
+    finally:
+        if warming is not None:
+            warming.join()
+
+
+def _plan_and_deliver(
+    ws: Workspace, report: RunReport, day: date | None, only: str | None,
+    progress: Progress, now: datetime,
+) -> None:  # fmt: skip
     from digest.training import sync_readers
 
     settings, store = ws.settings, ws.store
-    with _timed(report, "ingest"):
-        _ingest_sources(ws, report, day, progress)
     report.day = day = day or latest_day(store, now.date())
     with _timed(report, "rank"):
         sync_readers(store, ws.profiles)  # a dry run's store is a scratch copy

@@ -304,14 +304,15 @@ class Recommender:
             self.reader_ids, self.readers_info, self.vocab, grow=True
         )
         coordinates = self._coordinates(interactions)
+        summed = self._summed(coordinates)
         matrix = self._interaction_matrix(coordinates)
         if learned is not None:
-            matrix = _to_learn(matrix, learned, self.random_state)
+            matrix = _to_learn(matrix, summed, learned, self.random_state)
         self._fit_lightfm(matrix, item_features, user_features, epochs)
         self._item_features = item_features
         self.item_lf = _unit_rows(self.lightfm.get_item_representations(item_features)[1])
         self.item_char = self._char_rows([docs[i] for i in self.item_ids])
-        self._history(coordinates, tfidf, docs, item_vectors)
+        self._history(summed, tfidf, docs, item_vectors)
 
     def _fit_lightfm(
         self,
@@ -379,27 +380,31 @@ class Recommender:
             shape=shape,
         )
 
-    def _history(
-        self,
-        coordinates: tuple[np.ndarray, np.ndarray, np.ndarray],
-        tfidf: sp.csr_matrix,
-        docs: dict[str, ItemDoc],
-        item_vectors: VectorSource,
-    ) -> None:
-        """Per-reader weighted history, the source of the text scorers and explanations.
-
-        A pair's weights add up; a pair whose weights cancel out is no history at all.
-        Vectors given as a function are asked for last, after everything that does not
-        need them: they may still be being encoded.
-        """
+    def _summed(self, coordinates: tuple[np.ndarray, np.ndarray, np.ndarray]) -> sp.csr_matrix:
+        """Reader x item history: a pair's weights add up; weights that cancel out vanish."""
         rows, cols, weights = coordinates
         summed = sp.csr_matrix(
             (weights, (rows, cols)), shape=(len(self.reader_ids), len(self.item_ids))
         )
         summed.sum_duplicates()
         summed.eliminate_zeros()
-        self.history_matrix = sp.csr_matrix(summed, dtype=np.float32)
-        self.history_matrix.eliminate_zeros()
+        summed = sp.csr_matrix(summed, dtype=np.float32)
+        summed.eliminate_zeros()
+        return summed
+
+    def _history(
+        self,
+        summed: sp.csr_matrix,
+        tfidf: sp.csr_matrix,
+        docs: dict[str, ItemDoc],
+        item_vectors: VectorSource,
+    ) -> None:
+        """Per-reader weighted history (`_summed`), the source of the text scorers.
+
+        Vectors given as a function are asked for last, after everything that does not
+        need them: they may still be being encoded.
+        """
+        self.history_matrix = summed
         self.history = _history_rows(self.history_matrix)
         self.co_clicks = nn.co_clicks(self.history_matrix)
         interests = [self.readers_info.get(r, ReaderInfo(r)).interests for r in self.reader_ids]
@@ -787,7 +792,7 @@ class Recommender:
     def _shared_terms(self, pairs: _Pairs, prepared: dict, k: int = 3) -> list[list[str]]:
         """Each pair's k terms weighing most in both the item and the reader's centroid.
 
-        The readers' centroid rows are spread, a few hundred at a time, into a dense
+        The readers' centroid rows are spread, `_TERM_BLOCK` at a time, into a dense
         buffer kept with `prepared`: looking up every term of every pick is then one
         gather (a search per term, through all the block's entries, was slower than
         doing it reader by reader).
@@ -818,10 +823,13 @@ class Recommender:
             mine = centroid[pairs.rows[group]]
             at = np.repeat(np.arange(len(group)), np.diff(mine.indptr))
             buffer[at, mine.indices] = mine.data
-            first, last = np.searchsorted(reader, [group[0], group[-1] + 1])
-            local = np.searchsorted(group, reader[first:last])
-            weight[first:last] = tfidf.data[take[first:last]] * buffer[local, index[first:last]]
-            buffer[at, mine.indices] = 0.0
+            try:
+                first, last = np.searchsorted(reader, [group[0], group[-1] + 1])
+                local = np.searchsorted(group, reader[first:last])
+                values = buffer[local, index[first:last]]
+                weight[first:last] = tfidf.data[take[first:last]] * values
+            finally:
+                buffer[at, mine.indices] = 0.0  # the buffer is shared: leave it clean
         shared = weight > 0
         owner, index, weight = owner[shared], index[shared], weight[shared]
         names = self.term_list()
@@ -1254,16 +1262,20 @@ class _Pairs:
         self.col = np.fromiter((c for cs in cols for c in cs), dtype=np.int64, count=self.size)
 
 
-def _to_learn(current: sp.coo_matrix, learned: sp.csr_matrix, seed: int) -> sp.coo_matrix:
+def _to_learn(
+    current: sp.coo_matrix, summed: sp.csr_matrix, learned: sp.csr_matrix, seed: int
+) -> sp.coo_matrix:
     """The positives an update's epochs go over: new ones, plus as many old ones replayed.
 
-    `learned` is the reader x item history the model last trained on (rows and
-    columns only ever grow at the end). Going over all of history again each day cost
-    most of a daily update (three epochs over half a million clicks) and taught the
-    model nothing it had not seen; going over the new clicks alone would pull readers
-    toward their latest day. So the epochs see every pair that is new or stronger
-    than before, plus an equal-sized random sample of unchanged pairs to hold the
-    rest in place. Nothing new: an empty matrix (no epochs at all).
+    `current` is what LightFM would train on; `summed` the reader x item history now
+    and `learned` the one the model last trained on (both summed per pair, as
+    `_summed` makes them; rows and columns only ever grow at the end). Going over all
+    of history again each day cost most of a daily update (three epochs over half a
+    million clicks) and taught the model nothing it had not seen; going over the new
+    clicks alone would pull readers toward their latest day. So the epochs see every
+    pair that is new or stronger than before, plus an equal-sized random sample of
+    unchanged pairs to hold the rest in place. Nothing new: an empty matrix (no
+    epochs at all).
     """
     now = sp.csr_matrix(current, dtype=np.float32)
     now.sum_duplicates()
@@ -1272,7 +1284,10 @@ def _to_learn(current: sp.coo_matrix, learned: sp.csr_matrix, seed: int) -> sp.c
     cols, weights = now.indices, now.data
     before = sp.csr_matrix(learned, dtype=np.float32)
     before.resize(now.shape)
-    fresh = weights > np.asarray(before[rows, cols]).ravel()
+    after = sp.csr_matrix(summed, dtype=np.float32)
+    # A pair is fresh when its summed interest grew (a negative sum counts as none).
+    grown = np.maximum(np.asarray(after[rows, cols]).ravel(), 0)
+    fresh = grown > np.maximum(np.asarray(before[rows, cols]).ravel(), 0)
     kept = np.flatnonzero(~fresh)
     rng = np.random.default_rng(seed + int(now.nnz))
     replay = rng.choice(kept, size=min(len(kept), int(fresh.sum())), replace=False)

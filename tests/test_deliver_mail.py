@@ -121,6 +121,19 @@ def test_outbox_refuses_a_symlink_out_of_the_folder(tmp_path: Path) -> None:
     assert list(elsewhere.iterdir()) == []
 
 
+def test_outbox_notices_a_folder_swapped_for_a_symlink_during_a_run(tmp_path: Path) -> None:
+    folder, elsewhere = tmp_path / "outbox", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    outbox = Outbox(folder)
+    outbox.send("day/ada.eml", SENDER, ADA, b"x")  # the day's folder, checked and known
+    (folder / "day" / "ada.eml").unlink()
+    (folder / "day").rmdir()
+    (folder / "day").symlink_to(elsewhere)
+    with pytest.raises(DeliveryError, match="leads outside"):
+        outbox.send("day/bob.eml", SENDER, ADA, b"x")
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_outbox_never_writes_through_a_symlink_at_the_file_itself(tmp_path: Path) -> None:
     folder, victim, planted = tmp_path / "outbox", tmp_path / "victim", tmp_path / "planted"
     (folder / "day").mkdir(parents=True)

@@ -272,6 +272,46 @@ def test_a_second_train_on_the_same_data_keeps_the_model_until_something_changes
     assert "trained on" in train()  # an unreadable file is replaced, as before
 
 
+def test_the_train_inputs_digest_covers_code_and_libraries(monkeypatch) -> None:
+    from digest import training
+
+    docs, days = _docs(), ["2026-03-01"] * len(_docs())
+    args = (docs, days, _interactions(), {}, {"epochs": 2})
+    first = training.inputs_digest(*args)
+    assert training.inputs_digest(*args) == first
+    assert training.inputs_digest(docs, days, _interactions()[1:], {}, {"epochs": 2}) != first
+    monkeypatch.setattr(training, "code_version", lambda: "another build")
+    assert training.inputs_digest(*args) != first  # new code or libraries: train anew
+
+
+def test_a_train_whose_weight_search_failed_is_not_kept(tmp_path: Path, monkeypatch) -> None:
+    from digest import training, tuning
+
+    class Broken:
+        def result(self):
+            raise RuntimeError("worker died")
+
+    monkeypatch.setattr(tuning, "recent_holdout", lambda *args: ("held", "out"))
+    monkeypatch.setattr(tuning, "in_background", lambda **kwargs: Broken())
+    store = Store.open(str(tmp_path / "d.db"))
+    ingest(store, [str(EXAMPLES / "dumps")], today=TODAY)
+    items = [row["id"] for row in store.items()]
+    with store.transaction():
+        store.conn.execute(
+            "INSERT INTO readers (handle, origin, created_at) VALUES ('ada', 'x', '')"
+        )
+        store.conn.executemany(
+            "INSERT INTO events (reader, item_id, event, tag, time, origin) "
+            "VALUES ('ada', ?, 'click', '', '2026-03-01', 'import')",
+            [(i,) for i in items[:5]],
+        )
+    path = tmp_path / "m.model"
+    model = training.train(store, load_profiles(PROFILES), path, epochs=2, embeddings="off")
+    assert "failed" in str(model.tuning) and model.trained_on is None
+    again = training.train(store, load_profiles(PROFILES), path, epochs=2, embeddings="off")
+    assert not again.kept  # tried again, not kept as final
+
+
 def test_embeddings_extra_is_used_when_installed() -> None:
     from digest import embed
 
@@ -441,13 +481,33 @@ def test_an_update_trains_lightfm_on_new_clicks_and_as_many_replayed() -> None:
     learned = sp.csr_matrix(np.array([[1, 0, 2, 0], [0, 1, 0, 0]], dtype=np.float32))
     # Reader 0 clicked item 1 (new) and liked item 2 again (2 -> 3); reader 2 is new.
     now = sp.coo_matrix(np.array([[1, 1, 3, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float32))
-    chosen = _to_learn(now, learned, seed=0).tocsr()
+    chosen = _to_learn(now, sp.csr_matrix(now), learned, seed=0).tocsr()
     fresh = {(0, 1): 1.0, (0, 2): 3.0, (2, 3): 1.0}
     got = {(int(r), int(c)): float(chosen[r, c]) for r, c in zip(*chosen.nonzero(), strict=True)}
     assert {k: got[k] for k in fresh} == fresh
     # Two unchanged pairs exist ((0, 0) and (1, 1)), three fresh ones: both are replayed.
     assert set(got) - set(fresh) == {(0, 0), (1, 1)}
-    assert _to_learn(sp.coo_matrix(learned), learned, seed=0).nnz == 0
+    assert _to_learn(sp.coo_matrix(learned), learned, learned, seed=0).nnz == 0
+    # Freshness follows the summed history, as `learned` is kept: one more click on a
+    # pair clicked twice before is new; a like and a dislike on one pair are not.
+    twice = sp.csr_matrix(np.array([[2.0]], dtype=np.float32))
+    clicked = sp.coo_matrix(np.array([[1.0]], dtype=np.float32))
+    assert _to_learn(clicked, twice * 1.5, twice, seed=0).nnz == 1
+    mixed = sp.csr_matrix(np.array([[1.0]], dtype=np.float32))  # +2 and -1
+    liked = sp.coo_matrix(np.array([[2.0]], dtype=np.float32))
+    assert _to_learn(liked, mixed, mixed, seed=0).nnz == 0
+
+
+def test_repeated_interactions_on_a_pair_count_as_history_does() -> None:
+    docs = _docs()
+    model = Recommender(epochs=2, embeddings="off").fit(docs, _interactions())
+    twice = [*_interactions(), Interaction("u0", "protein1", 1.0)] * 2
+    model.fit_partial(docs, twice)
+    before = model.lightfm.user_embeddings.copy()
+    model.fit_partial(docs, twice)  # the very same interactions: nothing new
+    assert np.array_equal(model.lightfm.user_embeddings, before)
+    model.fit_partial(docs, [*twice, Interaction("u0", "protein1", 1.0)])  # a third click
+    assert not np.array_equal(model.lightfm.user_embeddings, before)
 
 
 def test_an_update_with_nothing_new_leaves_lightfm_as_it_was() -> None:

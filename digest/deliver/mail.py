@@ -99,8 +99,7 @@ class Outbox(_Closing):
         self.folder = Path(folder)
         #: False when the caller syncs a whole batch at once before recording it.
         self.sync = sync
-        self._inside_folder: dict[Path, bool] = {}
-        self._made: set[Path] = set()
+        self._inside_folder: dict[Path, tuple[tuple[int, int] | None, bool]] = {}
 
     def send(self, name: str, sender: str, recipient: str, message: bytes) -> DeliveryResult:
         """Write `message` to `folder/name` exactly as given; the envelope is not recorded.
@@ -111,9 +110,9 @@ class Outbox(_Closing):
         """
         target = self.path_for(name)
         try:
-            if target.parent not in self._made:  # once per folder, not per message
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self._made.add(target.parent)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not self._inside(target.parent):
+                raise DeliveryError(f"outbox: message name {name!r} leads outside {self.folder}")
             write_atomically(target, message, sync=self.sync, mode=0o600)
         except OSError as error:
             raise DeliveryError(f"outbox: cannot write {target}: {error}") from error
@@ -129,19 +128,30 @@ class Outbox(_Closing):
                 "'2026-03-11/ada.eml' without '..'"
             )
         target = self.folder.joinpath(*parts)
-        # A symlinked sub-folder could still lead outside; compare the real paths. The
-        # file itself is replaced by a rename, which never follows a symlink, so its
-        # folder is what is resolved: once per folder, not once per message (10,000
-        # messages share one day's folder, and resolving walks every path component).
         if not self._inside(target.parent):
             raise DeliveryError(f"outbox: message name {name!r} leads outside {self.folder}")
         return target
 
     def _inside(self, folder: Path) -> bool:
-        if folder not in self._inside_folder:
+        """Whether `folder` really lies inside the outbox (a symlinked sub-folder may not).
+
+        The file itself is replaced by a rename, which never follows a symlink, so its
+        folder is what is resolved. Resolving walks every path component; 10,000
+        messages share one day's folder, so the answer is kept with the folder's
+        identity (device and inode, one `stat`), and a folder swapped since is
+        resolved again.
+        """
+        try:
+            found = os.stat(folder)
+        except OSError:
+            identity = None  # not made yet: resolved as a path
+        else:
+            identity = (found.st_dev, found.st_ino)
+        known = self._inside_folder.get(folder)
+        if known is None or identity is None or known[0] != identity:
             inside = folder.resolve().is_relative_to(self.folder.resolve())
-            self._inside_folder[folder] = inside
-        return self._inside_folder[folder]
+            known = self._inside_folder[folder] = (identity, inside)
+        return known[1]
 
 
 class _Failed(Exception):
