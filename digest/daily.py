@@ -496,9 +496,9 @@ def _warm_up_encoder(settings: Settings) -> threading.Thread | None:
     leave a worker waiting on it forever.
     """
     from digest import embed
+    from digest.training import uses_embeddings
 
-    wanted = settings.model.embeddings == "on" or settings.model.embeddings == "auto"
-    return embed.warm_up() if wanted and embed.available() else None
+    return embed.warm_up() if uses_embeddings(settings.model.embeddings) else None
 
 
 def _run(

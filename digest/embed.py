@@ -45,8 +45,8 @@ def warm_up() -> threading.Thread:
     """Start loading the model in a background thread, for a caller that will encode soon.
 
     Importing torch and sentence-transformers and reading the model take seconds; the
-    daily run starts this before its ingest and store reads, so the encoder is ready by
-    the time the day's new items are known. A later `encode` waits for it, and reports
+    daily run starts this once ingest is done, beside its store reads, so the encoder
+    is ready by the time the day's new items are known. A later `encode` waits for it, and reports
     any failure itself: the thread stays silent. Join the thread before exiting.
     """
     thread = threading.Thread(target=_quietly_load, name="embed-warm-up", daemon=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -30,37 +29,16 @@ IGNORED_WEIGHT = -0.25
 _EMBED_BATCH = 256
 
 
-def interactions_from_events(
-    events: list[tuple[str, str, str, str, str]],
-    sends: list[tuple[str, str, str]] = (),
-    *,
-    before: str | None = None,
-) -> list[Interaction]:
+def interactions_from_store(store: Store, *, before: str | None = None) -> list[Interaction]:
     """Weighted signals: likes and tags count double, dislikes and ignored sends negative.
 
-    `sends` is the ledger's (audience, item id, digest date): an item sent and never
-    engaged with is a weak negative. Only sends dated before `before` count, so an
-    item delivered today is not held against a reader who has not opened it yet.
-    Team audiences (`team:<name>`) are not readers and are left out.
-    """
-    engaged: dict[tuple[str, str], float] = defaultdict(float)
-    for reader, item_id, event, _tag, _time in events:
-        engaged[(reader, item_id)] += EVENT_WEIGHTS.get(event, 0.0)
-    ignored = {
-        (reader, item_id)
-        for reader, item_id, day in sends
-        if not reader.startswith("team:") and (before is None or day < before)
-    }
-    for key in ignored - set(engaged):
-        engaged[key] = IGNORED_WEIGHT
-    return [Interaction(r, i, w) for (r, i), w in sorted(engaged.items()) if w != 0]
-
-
-def interactions_from_store(store: Store, *, before: str | None = None) -> list[Interaction]:
-    """`interactions_from_events` over the whole store, with the summing done by SQLite.
-
-    The same interactions (in reader, item order: engaged pairs, then ignored sends),
-    without fetching every event row: a daily run spent seconds on that alone.
+    A reader-item pair's event weights add up (`EVENT_WEIGHTS`); a pair that was sent
+    and never engaged with is a weak negative (`IGNORED_WEIGHT`), but only for sends
+    dated before `before`, so an item delivered today is not held against a reader
+    who has not opened it yet. Team audiences (`team:<name>`) are not readers and are
+    left out; pairs whose weights cancel out are no signal. The summing is SQLite's
+    (a daily run spent seconds fetching every event row); the order is engaged pairs,
+    then ignored sends, each by reader and item.
     """
     engaged = store.engagement(EVENT_WEIGHTS)
     seen = {(reader, item_id) for reader, item_id, _ in engaged}

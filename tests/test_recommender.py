@@ -20,7 +20,7 @@ from digest.model import Interaction, Recommender
 from digest.profiles import load_profiles
 from digest.rank import mmr, rank
 from digest.store import Store
-from digest.training import interactions_from_events, train
+from digest.training import interactions_from_store, train
 
 EXAMPLES = ROOT / "examples"
 PROFILES = ROOT / "profiles"
@@ -52,43 +52,63 @@ def test_feedback_import_resolves_and_reports(loaded: Store, tmp_path: Path) -> 
     assert loaded.reader_handles() == ["ada"]  # a reader can exist through feedback alone
 
 
-def test_event_weights() -> None:
-    events = [
-        ("a", "i1", "click", "", "t"), ("a", "i2", "like", "", "t"),
-        ("a", "i3", "dislike", "", "t"),
-    ]  # fmt: skip
-    sends = [
-        ("a", "i4", "2026-03-09"), ("a", "i1", "2026-03-09"), ("a", "i5", "2026-03-11"),
-        ("team:core", "i6", "2026-03-09"),
-    ]  # fmt: skip
-    got = interactions_from_events(events, sends, before="2026-03-11")
+def _add_events(store: Store, rows: list[tuple[str, str, str, str]]) -> None:
+    """(reader, item id, event, time) rows, as an import adds them."""
+    with store.transaction():
+        store.conn.executemany(
+            "INSERT OR IGNORE INTO readers (handle, origin, created_at) VALUES (?, 'x', '')",
+            [(r[0],) for r in rows],
+        )
+        store.conn.executemany(
+            "INSERT INTO events (reader, item_id, event, tag, time, origin) "
+            "VALUES (?, ?, ?, '', ?, 'import')",
+            rows,
+        )
+
+
+def test_event_weights(loaded: Store) -> None:
+    i1, i2, i3, i4, i5, i6 = [row["id"] for row in loaded.items()][:6]
+    _add_events(loaded, [("a", i1, "click", "t"), ("a", i2, "like", "t"),
+                         ("a", i3, "dislike", "t")])  # fmt: skip
+    sent = [("a", i4, "2026-03-09"), ("a", i1, "2026-03-09"), ("a", i5, "2026-03-11"),
+            ("team:core", i6, "2026-03-09")]  # fmt: skip
+    for reader, item, day in sent:
+        loaded.record_send(reader, item, channel="email", digest_date=day)
+    got = interactions_from_store(loaded, before="2026-03-11")
     weights = {(i.reader, i.item_id): i.weight for i in got}
-    assert weights[("a", "i2")] > weights[("a", "i1")] > 0  # a click outweighs its send
-    assert weights[("a", "i3")] < weights[("a", "i4")] < 0  # sent, never opened: weak negative
-    assert ("a", "i5") not in weights  # sent today: not yet a negative
+    assert weights[("a", i2)] > weights[("a", i1)] > 0  # a click outweighs its send
+    assert weights[("a", i3)] < weights[("a", i4)] < 0  # sent, never opened: weak negative
+    assert ("a", i5) not in weights  # sent today: not yet a negative
     assert not any(r.startswith("team:") for r, _ in weights)  # a team is not a reader
 
 
-def test_interactions_summed_by_sqlite_equal_those_summed_in_python(loaded: Store) -> None:
-    """`interactions_from_store` is `interactions_from_events` over the store, done in SQL."""
-    from digest.training import interactions_from_store
+def _python_reference(store: Store, before: str | None) -> list[Interaction]:
+    """The weighting rule written out plainly over every fetched event and send row."""
+    from collections import defaultdict
 
+    from digest.feedback import EVENT_WEIGHTS
+    from digest.training import IGNORED_WEIGHT
+
+    engaged: dict[tuple[str, str], float] = defaultdict(float)
+    for reader, item_id, event, _tag, _time in store.events():
+        engaged[(reader, item_id)] += EVENT_WEIGHTS.get(event, 0.0)
+    for reader, item_id, day in store.sends():
+        if not reader.startswith("team:") and (before is None or day < before):
+            engaged.setdefault((reader, item_id), IGNORED_WEIGHT)
+    return [Interaction(r, i, w) for (r, i), w in engaged.items() if w != 0]
+
+
+def test_interactions_summed_by_sqlite_equal_those_summed_in_python(loaded: Store) -> None:
+    """SQLite's summing gives what the rule written out plainly in Python gives."""
     ids = [row["id"] for row in loaded.items()][:6]
-    with loaded.transaction():
-        for handle in ("ada", "bob", "team:core", "TEAM:x"):
-            loaded.conn.execute(
-                "INSERT OR IGNORE INTO readers (handle, origin, created_at) VALUES (?, 'x', '')",
-                (handle,),
-            )
-        loaded.conn.executemany(
-            "INSERT INTO events (reader, item_id, event, tag, time, origin) "
-            "VALUES (?, ?, ?, '', ?, 'import')",
-            [("ada", ids[0], "click", "2026-03-01"), ("ada", ids[0], "click", "2026-03-02"),
-             ("ada", ids[1], "like", "2026-03-01"), ("ada", ids[1], "dislike", "2026-03-02"),
-             ("ada", ids[1], "dislike", "2026-03-03"), ("bob", ids[2], "tag", "2026-03-01"),
-             ("bob", ids[3], "dislike", "2026-03-01"), ("bob", ids[4], "like", "2026-03-01"),
-             ("bob", ids[4], "dislike", "2026-03-01"), ("bob", ids[4], "dislike", "2026-03-02")],
-        )  # fmt: skip
+    _add_events(
+        loaded,
+        [("ada", ids[0], "click", "2026-03-01"), ("ada", ids[0], "click", "2026-03-02"),
+         ("ada", ids[1], "like", "2026-03-01"), ("ada", ids[1], "dislike", "2026-03-02"),
+         ("ada", ids[1], "dislike", "2026-03-03"), ("bob", ids[2], "tag", "2026-03-01"),
+         ("bob", ids[3], "dislike", "2026-03-01"), ("bob", ids[4], "like", "2026-03-01"),
+         ("bob", ids[4], "dislike", "2026-03-01"), ("bob", ids[4], "dislike", "2026-03-02")],
+    )  # fmt: skip
     for reader, item, day in [
         ("ada", ids[0], "2026-03-09"), ("ada", ids[5], "2026-03-09"), ("bob", ids[5], "2026-03-11"),
         ("bob", ids[4], "2026-03-09"), ("team:core", ids[3], "2026-03-09"),
@@ -96,7 +116,7 @@ def test_interactions_summed_by_sqlite_equal_those_summed_in_python(loaded: Stor
     ]:  # fmt: skip
         loaded.record_send(reader, item, channel="email", digest_date=day)
     for before in (None, "2026-03-10", "2026-03-11", "2026-03-12"):
-        python = interactions_from_events(loaded.events(), loaded.sends(), before=before)
+        python = _python_reference(loaded, before)
         sql = interactions_from_store(loaded, before=before)
         assert sorted(sql) == sorted(python), before
         assert len(sql) == len(python) >= 5
@@ -111,7 +131,7 @@ def test_imported_sent_rows_reach_training_through_the_ledger(loaded: Store, tmp
     assert loaded.events() == []
     assert loaded.sends() == [("ada", item, "2026-03-09")]
     assert loaded.seen_by_all() == {"ada": {item}}
-    got = interactions_from_events(loaded.events(), loaded.sends(), before="2026-03-10")
+    got = interactions_from_store(loaded, before="2026-03-10")
     assert [(i.reader, i.item_id, i.weight) for i in got] == [("ada", item, -0.25)]
 
 
@@ -296,15 +316,7 @@ def test_a_train_whose_weight_search_failed_is_not_kept(tmp_path: Path, monkeypa
     store = Store.open(str(tmp_path / "d.db"))
     ingest(store, [str(EXAMPLES / "dumps")], today=TODAY)
     items = [row["id"] for row in store.items()]
-    with store.transaction():
-        store.conn.execute(
-            "INSERT INTO readers (handle, origin, created_at) VALUES ('ada', 'x', '')"
-        )
-        store.conn.executemany(
-            "INSERT INTO events (reader, item_id, event, tag, time, origin) "
-            "VALUES ('ada', ?, 'click', '', '2026-03-01', 'import')",
-            [(i,) for i in items[:5]],
-        )
+    _add_events(store, [("ada", item, "click", "2026-03-01") for item in items[:5]])
     path = tmp_path / "m.model"
     model = training.train(store, load_profiles(PROFILES), path, epochs=2, embeddings="off")
     assert "failed" in str(model.tuning) and model.trained_on is None

@@ -111,8 +111,6 @@ class Outbox(_Closing):
         target = self.path_for(name)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            if not self._inside(target.parent):
-                raise DeliveryError(f"outbox: message name {name!r} leads outside {self.folder}")
             write_atomically(target, message, sync=self.sync, mode=0o600)
         except OSError as error:
             raise DeliveryError(f"outbox: cannot write {target}: {error}") from error
