@@ -16,6 +16,7 @@ import textwrap
 import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
@@ -29,6 +30,8 @@ from hypothesis import strategies as st
 from digest.errors import ConfigError
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.email import (
+    _PLAIN_ADDRESS,
+    _PLAIN_NAME,
     WIRE_POLICY,
     EmailSettings,
     RenderedEmail,
@@ -39,6 +42,7 @@ from digest.render.email import (
     _item_view,
     _quoted_items,
     _quoted_printable,
+    _to,
     clean,
     compile_html,
     html_template,
@@ -402,6 +406,18 @@ def test_a_recipient_without_email_renders_but_cannot_become_a_message() -> None
 def test_a_malformed_address_is_a_value_error_naming_it() -> None:
     with pytest.raises(ValueError, match="'not an address' is not an email address"):
         rendered(digest_of([item(1)]), Recipient("ada", "Ada", "not an address"))
+
+
+@given(
+    name=st.one_of(st.just(""), st.from_regex(_PLAIN_NAME, fullmatch=True)),
+    address=st.from_regex(_PLAIN_ADDRESS, fullmatch=True),
+)
+def test_a_plain_recipient_is_written_as_the_email_package_writes_it(
+    name: str, address: str
+) -> None:
+    # `_to` writes the usual recipient itself; the email package is the reference.
+    expected = str(Address(display_name=name, addr_spec=address))
+    assert _to(Recipient("ada", name, address)) == expected
 
 
 def test_now_must_be_timezone_aware() -> None:
