@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -318,7 +319,13 @@ class FitJob:
     readers: dict[str, ReaderInfo]
     vectors: dict[str, np.ndarray] | None
     params: dict
-    #: Set when the weight search failed and the defaults stood in for it.
+    #: How long the train waits for the search after the final fit, as a share of
+    #: the fit's time (`digest.tuning.SEARCH_BUDGET`).
+    search_budget: float = tuning.SEARCH_BUDGET
+    #: ... and at least this many seconds (`digest.tuning.SEARCH_MIN_WAIT`).
+    search_min_wait: float = tuning.SEARCH_MIN_WAIT
+    #: Set when the weight search failed, or chose nothing in time, and the defaults
+    #: stood in for it.
     search_failed: bool = False
 
     def fixed(self) -> Recommender:
@@ -341,15 +348,28 @@ class FitJob:
             model = self.fixed()
             model.apply_tuning(tuning.defaults(held, self.params))
             return model
+        started = time.monotonic()
         pending = tuning.in_background(
             items=self.docs, interactions=self.interactions, readers=self.readers,
             params=self.params, digest_size=size, days=days, vectors=self.vectors,
         )  # fmt: skip
-        model = self.fixed()
         try:
-            chosen = pending.result()
+            model = self.fixed()
+        except BaseException:
+            pending.stop()
+            raise
+        fitted = time.monotonic()
+        wait = max(self.search_budget * (fitted - started), self.search_min_wait)
+        try:
+            chosen = pending.result(deadline=fitted + wait)
         except Exception as exc:  # the search is an improvement, never a reason to fail
             chosen = tuning.defaults(f"the weight search failed: {exc}", self.params)
             self.search_failed = True
+        if chosen is None:  # like a failed search: the next train tries again
+            self.search_failed = True
+            chosen = tuning.defaults(
+                f"the weight search chose nothing within its time budget of {wait:.1f} s",
+                self.params,
+            )
         model.apply_tuning(chosen)
         return model

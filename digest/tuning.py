@@ -13,16 +13,21 @@ A team too small to split (too few clicks or readers in the newest slice) keeps 
 fixed defaults, and says so. The search itself is cheap next to fitting (blending
 precomputed score matrices); the validation fit runs in a second process beside the
 final fit (`in_background`), so on two cores it adds little to the wall time of a
-train.
+train. Its cost is bounded by design, not by luck: the search reports its best
+settings so far after each step, and a train waits for it at most `SEARCH_BUDGET`
+of its final fit's time, or `SEARCH_MIN_WAIT` seconds if longer (`Background`). A
+search still running then is stopped, and its best settings so far are used (the
+defaults, if it had not yet chosen any); the model says so.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing.connection import Connection
 
 import numpy as np
 
@@ -49,6 +54,13 @@ WEIGHT_GRID = (0.0, 0.1, 0.3, 0.6, 1.0, 1.5, 2.0, 3.0, 5.0)
 #: within the noise of one held-out slice, and chasing them overfits it.
 MIN_GAIN = 0.001
 ROUNDS = 2
+#: How long a train waits for its search after the final fit, as a share of that
+#: fit's time: the search may add at most this much to a train (applying what it
+#: chose takes a little more).
+SEARCH_BUDGET = 0.35
+#: ... but never less than this many seconds: starting the search process alone takes
+#: a few, which a small team's fit of a second or two would not cover.
+SEARCH_MIN_WAIT = 10.0
 _STATIC = ("lightfm", "tfidf", "interest", "embed")
 
 
@@ -80,11 +92,12 @@ def describe(record: dict | None) -> str:
         return f"blend weights: fixed defaults ({record.get('reason', '')})"
     held, scores, k = record["held_out"], record["scores"], record["metric"]
     learned, default = scores["learned"], scores["default"]
+    cut = f"; the search {record['reason']}" if record.get("reason") else ""
     return (
         f"blend weights: learned on the newest {held['items']} items "
         f"({held['clicks']} clicks by {held['readers']} readers); validation "
         f"{k.split(' ')[0]} {learned['recall']:.3f}, nDCG {learned['ndcg']:.3f} "
-        f"(fixed defaults: {default['recall']:.3f}, {default['ndcg']:.3f})"
+        f"(fixed defaults: {default['recall']:.3f}, {default['ndcg']:.3f}){cut}"
     )
 
 
@@ -162,13 +175,17 @@ def tune(
     days: Sequence[str] | None = None,
     vectors: dict[str, np.ndarray] | None = None,
     scorers: Sequence[str] | None = None,
+    report: Callable[[Tuning], None] | None = None,
 ) -> Tuning:
     """Choose settings and weights on the newest slice; defaults when it is too small.
 
-    `scorers` limits the blend searched (the light install has no embedding scorers).
+    `scorers` limits the blend searched (the light install has no embedding scorers);
+    `report` gets the best choice so far after each step (see `Search.run`).
     """
     search = validation(items, interactions, readers, params, digest_size, days, vectors)
-    return defaults(search, params) if isinstance(search, str) else search.run(scorers)
+    if isinstance(search, str):
+        return defaults(search, params)
+    return search.run(scorers, report)
 
 
 def validation(
@@ -220,8 +237,17 @@ class Search:
         self._discounts = 1.0 / np.log2(np.arange(2, self.k + 2))
         self._ideal = np.cumsum(self._discounts)
 
-    def run(self, scorers: Sequence[str] | None = None) -> Tuning:
-        """The best settings and weights for a blend of `scorers` (default: all the model has)."""
+    def run(
+        self,
+        scorers: Sequence[str] | None = None,
+        report: Callable[[Tuning], None] | None = None,
+    ) -> Tuning:
+        """The best settings and weights for a blend of `scorers` (default: all the model has).
+
+        `report`, when given, gets the best so far after the settings and after each
+        scorer's weight is searched (its `reason` says how far the search got), so a
+        caller that cannot wait for the end still has a choice (`Background`).
+        """
         model = self.model
         names = scorers if scorers is not None else list(model.weights)
         # A scorer that says the same of every pair (no reader here has interests, say)
@@ -232,20 +258,26 @@ class Search:
         self.default = {n: model.weights.get(n, 0.0) for n in self.active}
         setting = (model.neighbours_k, model.expansion, model.ridge, model.ridge_embed)
         start = self.objective(self._raw(*setting), self.default)
+        default = self.metrics(self._raw(*setting), self.default)
         best, weights = self._settings(setting, start)
         raw = self._raw(*best)
-        weights, _score = self._weights(raw, weights)
-        weights = self._rescaled(weights)
-        learned = self.metrics(raw, weights)
-        default = self.metrics(self._raw(*setting), self.default)
-        return Tuning(
-            "learned", "", self._full(names, weights),
-            best[0], best[1], best[2], best[3],
-            metric=f"recall@{self.k} + nDCG@{self.k}",
-            scores={"learned": learned, "default": default},
-            held_out={"items": len(self.items), "clicks": self.clicks,
-                      "readers": len(self.readers)},
-        )  # fmt: skip
+
+        def chosen(weights: dict[str, float], progress: str = "") -> Tuning:
+            rescaled = self._rescaled(weights)
+            return Tuning(
+                "learned", progress, self._full(names, rescaled),
+                best[0], best[1], best[2], best[3],
+                metric=f"recall@{self.k} + nDCG@{self.k}",
+                scores={"learned": self.metrics(raw, rescaled), "default": default},
+                held_out={"items": len(self.items), "clicks": self.clicks,
+                          "readers": len(self.readers)},
+            )  # fmt: skip
+
+        if report is not None:
+            report(chosen(weights, "settings chosen, weights not yet searched"))
+        step = None if report is None else (lambda w, done: report(chosen(w, done)))
+        weights, _score = self._weights(raw, weights, step)
+        return chosen(weights)
 
     # -- settings, then weights --
 
@@ -278,13 +310,19 @@ class Search:
         return best, dict(self.default)
 
     def _weights(
-        self, raw: dict[str, np.ndarray], weights: dict[str, float]
+        self,
+        raw: dict[str, np.ndarray],
+        weights: dict[str, float],
+        step: Callable[[dict[str, float], str], None] | None = None,
     ) -> tuple[dict[str, float], float]:
-        """Coordinate ascent: each scorer's weight over the grid, the rest held."""
+        """Coordinate ascent: each scorer's weight over the grid, the rest held.
+
+        `step` gets the weights after each scorer, and how far the search got.
+        """
         best = self.objective(raw, weights)
-        for _ in range(ROUNDS):
+        for round_ in range(ROUNDS):
             changed = False
-            for name in self.active:
+            for n, name in enumerate(self.active):
                 for value in WEIGHT_GRID:
                     if value == weights[name]:
                         continue
@@ -294,6 +332,9 @@ class Search:
                     score = self.objective(raw, trial)
                     if score > best * (1 + MIN_GAIN):
                         weights, best, changed = trial, score, True
+                if step is not None:
+                    step(weights, f"weights of {n + 1} of {len(self.active)} scorers searched "
+                         f"in round {round_ + 1} of {ROUNDS}")  # fmt: skip
             if not changed:
                 break
         return weights, best
@@ -370,18 +411,74 @@ def _standardised(values: np.ndarray) -> np.ndarray:
 # -- running beside the final fit ----------------------------------------------------------
 
 
-def in_background(**kwargs) -> Future:
+class Background:
+    """A weight search running in a second process, reporting its best choice as it goes."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection):
+        self._process, self._conn = process, conn
+        self._latest: Tuning | None = None
+
+    def result(self, deadline: float | None = None) -> Tuning | None:
+        """The search's choice; at `deadline` (a `time.monotonic()` value), its best so far.
+
+        None when the deadline came before the search chose anything. A search that
+        failed raises RuntimeError. The search process is gone when this returns.
+        """
+        try:
+            while True:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not self._conn.poll(wait):
+                    return _stopped(self._latest)
+                kind, value = self._conn.recv()
+                if kind == "error":
+                    raise RuntimeError(value)
+                self._latest = Tuning(**value)
+                if kind == "done":
+                    return self._latest
+        except EOFError:
+            raise RuntimeError("the search process ended without an answer") from None
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """End the search process, whatever it is doing."""
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._conn.close()
+
+
+def _stopped(latest: Tuning | None) -> Tuning | None:
+    if latest is None:
+        return None
+    return replace(latest, reason=f"stopped at its time budget ({latest.reason})")
+
+
+def in_background(**kwargs) -> Background:
     """Start `tune(**kwargs)` in a second process; the caller fits the final model meanwhile.
 
     Spawned rather than forked: the caller may already run torch's or OpenMP's threads.
     """
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=1, mp_context=context, initializer=_search_worker, initargs=(os.getpid(),)
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_search_main, args=(send, os.getpid(), kwargs), name="digest-weight-search"
     )
-    future = pool.submit(tune, **kwargs)
-    pool.shutdown(wait=False)
-    return future
+    process.start()
+    send.close()  # the child holds its own end: EOF here once it is gone
+    return Background(process, receive)
+
+
+def _search_main(conn: Connection, parent: int, kwargs: dict) -> None:
+    """The search process: each better choice goes to the parent as soon as it is made."""
+    _search_worker(parent)
+    try:
+        report = lambda tuning: conn.send(("progress", tuning.as_dict()))  # noqa: E731
+        conn.send(("done", tune(**kwargs, report=report).as_dict()))
+    except Exception as exc:  # the parent decides what a failed search means
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
 
 
 def _search_worker(parent: int) -> None:

@@ -308,8 +308,11 @@ def test_a_train_whose_weight_search_failed_is_not_kept(tmp_path: Path, monkeypa
     from digest import training, tuning
 
     class Broken:
-        def result(self):
+        def result(self, deadline: float | None = None):
             raise RuntimeError("worker died")
+
+        def stop(self) -> None:
+            pass
 
     monkeypatch.setattr(tuning, "recent_holdout", lambda *args: ("held", "out"))
     monkeypatch.setattr(tuning, "in_background", lambda **kwargs: Broken())

@@ -118,6 +118,53 @@ def test_a_limited_search_zeroes_the_scorers_it_was_not_given() -> None:
     assert set(n for n, w in chosen.weights.items() if w) <= {"neighbours", "lightfm"}
 
 
+def test_the_search_reports_its_best_so_far_and_ends_on_what_it_returns() -> None:
+    items, events, days = team()
+    search = tuning.validation(items, events, None, {"epochs": 3, "embeddings": "off"}, 10, days)
+    assert isinstance(search, tuning.Search)
+    reports: list[tuning.Tuning] = []
+    final = search.run(report=reports.append)
+    assert reports[0].reason == "settings chosen, weights not yet searched"
+    assert all("scorers searched in round" in r.reason for r in reports[1:])
+    assert len(reports) > len(search.active)  # one report per scorer of the first round
+    scores = [r.scores["learned"]["recall"] + r.scores["learned"]["ndcg"] for r in reports]
+    assert scores == sorted(scores), "each report is at least as good as the one before"
+    assert (reports[-1].weights, reports[-1].scores) == (final.weights, final.scores)
+    assert final.reason == ""
+
+
+def test_a_search_in_the_background_answers_in_full_or_with_its_best_so_far() -> None:
+    items, events, days = team()
+    kwargs = {
+        "items": items, "interactions": events, "readers": None,
+        "params": {"epochs": 3, "embeddings": "off"}, "digest_size": 10, "days": days,
+    }  # fmt: skip
+    whole = tuning.in_background(**kwargs).result()
+    assert whole is not None and whole.method == "learned" and whole.reason == ""
+    # A deadline already past: whatever arrived first, or nothing, and no process left.
+    cut = tuning.in_background(**kwargs)
+    early = cut.result(deadline=0.0)
+    assert early is None or early.reason.startswith("stopped at its time budget")
+    assert not cut._process.is_alive()
+
+
+def test_a_train_whose_search_has_no_time_keeps_the_defaults_and_says_why() -> None:
+    from digest.training import FitJob
+
+    items, events, days = team()
+    params = {"epochs": 2, "embeddings": "off"}
+    job = FitJob(items, events, {}, None, params, search_budget=0.0, search_min_wait=0.0)
+    model = job.tuned(10, days)
+    record = model.tuning
+    if record["method"] == "default":  # nothing chosen by the time the final fit ended
+        assert "chose nothing within its time budget of 0.0 s" in record["reason"]
+        assert job.search_failed, "a search that chose nothing is tried again next train"
+    else:  # the search was quicker than the fit: its best so far, and it says so
+        assert record["reason"].startswith("stopped at its time budget") or not record["reason"]
+        if record["reason"]:
+            assert "the search stopped at its time budget" in tuning.describe(record)
+
+
 def test_applied_settings_survive_save_and_load(tmp_path: Path) -> None:
     items, events, days = team()
     params = {"epochs": 3, "embeddings": "off"}
