@@ -756,18 +756,19 @@ def _item_view(pick: Pick, digest: ReaderDigest, links: Links) -> ItemView:
     item = pick.item
     title, authors, abstract, extra_links = _paper_view(item)
     why, why_text = _why(pick.why)
+    url, more, less = links.pick(digest.audience, item, digest.day)  # http(s) or None
     return ItemView(
         rank=pick.rank,
         title=title,
-        url=_web(links.item(digest.audience, item, digest.day)),
+        url=url,
         authors=authors,
         abstract=abstract,
         extra_links=extra_links,
         why=why,
         why_text=why_text,
-        members=", ".join(clean(m) for m in pick.members),
-        more_url=_web(links.feedback(digest.audience, item, digest.day, "more")),
-        less_url=_web(links.feedback(digest.audience, item, digest.day, "less")),
+        members=", ".join(clean(m) for m in pick.members) if pick.members else "",
+        more_url=more,
+        less_url=less,
     )
 
 

@@ -284,9 +284,7 @@ def _entries(
         }
         for pick, (rfc3339, rfc822) in zip(picks, stamps, strict=True):
             item = pick.item
-            url = _web(links.item(digest.audience, item, digest.day))
-            more = _web(links.feedback(digest.audience, item, digest.day, "more"))
-            less = _web(links.feedback(digest.audience, item, digest.day, "less"))
+            url, more, less = (_web(u) for u in links.pick(digest.audience, item, digest.day))
             members = [m for m in (_line(m, NAME_LIMIT) for m in pick.members) if m]
             tag = entry_id(settings.authority, digest.audience, digest.day, item.id)
             values = {

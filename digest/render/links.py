@@ -10,9 +10,10 @@ out. Only http(s) URLs ever become links: anything else yields None.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import quote
 
 from digest.records import StoredItem
@@ -32,6 +33,18 @@ def is_web_url(url: str | None) -> bool:
     return bool(url) and _WEB_URL.fullmatch(url) is not None
 
 
+class PickLinks(NamedTuple):
+    """A pick's three links: the item's own, "more like this" and "less like this"."""
+
+    url: str | None
+    more: str | None
+    less: str | None
+
+
+#: Picks whose links `Links.pick` remembers: a digest's, many times over.
+_PICK_MEMO = 256
+
+
 @dataclass(frozen=True)
 class Links:
     """URL builder for one run: base URL, signer and unsubscribe mailbox."""
@@ -39,19 +52,41 @@ class Links:
     base_url: str | None = None
     signer: TokenSigner | None = None
     unsubscribe_mailbox: str | None = None
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def pick(self, audience: str, item: StoredItem, day: date) -> PickLinks:
+        """All three links of one pick, each an http(s) URL or None.
+
+        Every format of a digest (email, feeds, wiki post) asks for the same links; they
+        are made once, and the renderers need not check them again: a tracked link is
+        the service's base URL (checked here) and a URL-safe token.
+        """
+        key = (audience, item.id, item.url, day)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= _PICK_MEMO:
+                self._memo.clear()
+            found = self._memo[key] = PickLinks(
+                self.item(audience, item, day),
+                self.feedback(audience, item, day, "more"),
+                self.feedback(audience, item, day, "less"),
+            )
+        return found
 
     @property
     def tracked(self) -> bool:
         """True when links go through the feedback service."""
         return bool(self.base_url and self.signer)
 
-    def _service(self, path: str, reader: str, item_id: str, action: str, day: date) -> str:
+    def _service(self, path: str, reader: str, item_id: str, action: str, day: date) -> str | None:
         assert self.base_url and self.signer  # callers check `tracked`
+        if not _is_base_ok(self.base_url):
+            return None
         return _service_url(self.base_url, self.signer, path, reader, item_id, action, day)
 
     def item(self, audience: str, item: StoredItem, day: date) -> str | None:
         """The item's link: tracked for a reader, plain for a team page or without a service."""
-        if not is_web_url(item.url):
+        if not _is_item_url(item.url):
             return None
         if self.tracked and not audience.startswith("team:"):
             return self._service("c", audience, item.id, "click", day)
@@ -80,6 +115,16 @@ class Links:
         if not self.base_url or not feed_token:
             return None
         return f"{self.base_url.rstrip('/')}/feeds/{feed_token}.{kind}"
+
+
+#: An item URL is checked once per process (a paper's link is in many digests).
+_is_item_url = lru_cache(maxsize=16384)(is_web_url)
+
+
+@lru_cache(maxsize=8)
+def _is_base_ok(base: str) -> bool:
+    """A service link is a web URL when its base is: the rest is a path and a URL-safe token."""
+    return is_web_url(base.rstrip("/") + "/c/token")
 
 
 # Every format of one digest (email, feeds, wiki post) asks for the same links: each is

@@ -229,7 +229,7 @@ class _Paper:
 
 def _entry(digest: ReaderDigest, pick: Pick, links: Links) -> _Entry:
     paper = _paper(pick.item)
-    dest = link_destination(links.item(digest.audience, pick.item, digest.day))
+    dest = link_destination(links.pick(digest.audience, pick.item, digest.day).url)
     title = f"[{paper.label}]({dest})" if dest and paper.label else paper.label
     return _Entry(
         rank=pick.rank,
