@@ -183,9 +183,9 @@ class Recommender:
             )
         self.item_embed = None  # a refit must not reuse rows aligned with old item ids
         self.interest_embed = {}
-        self.item_char = None
         self.vectorizer = make_vectorizer(self.max_features)
-        self.char_vectorizer = fit_char_vectorizer([d.title for d in items])
+        # Rows in `item_ids` order (the items' own): `_char_rows` then has none to add.
+        self.char_vectorizer, self.item_char = fit_char_vectorizer([d.title for d in items])
         self._terms = self._term_list = None
         # Fitting and transforming in one pass tokenises the corpus once, not twice.
         tfidf = self.vectorizer.fit_transform([d.text for d in items])

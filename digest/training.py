@@ -322,8 +322,9 @@ class FitJob:
     #: How long the train waits for the search after the final fit, as a share of
     #: the fit's time (`digest.tuning.SEARCH_BUDGET`).
     search_budget: float = tuning.SEARCH_BUDGET
-    #: ... and at least this many seconds (`digest.tuning.SEARCH_MIN_WAIT`).
-    search_min_wait: float = tuning.SEARCH_MIN_WAIT
+    #: ... or until this many seconds from the search's start, if later
+    #: (`digest.tuning.SEARCH_MIN_TIME`).
+    search_min_time: float = tuning.SEARCH_MIN_TIME
     #: Set when the weight search failed, or chose nothing in time, and the defaults
     #: stood in for it.
     search_failed: bool = False
@@ -359,16 +360,19 @@ class FitJob:
             pending.stop()
             raise
         fitted = time.monotonic()
-        wait = max(self.search_budget * (fitted - started), self.search_min_wait)
+        deadline = max(
+            fitted + self.search_budget * (fitted - started), started + self.search_min_time
+        )
         try:
-            chosen = pending.result(deadline=fitted + wait)
+            chosen = pending.result(deadline=deadline)
         except Exception as exc:  # the search is an improvement, never a reason to fail
             chosen = tuning.defaults(f"the weight search failed: {exc}", self.params)
             self.search_failed = True
         if chosen is None:  # like a failed search: the next train tries again
             self.search_failed = True
             chosen = tuning.defaults(
-                f"the weight search chose nothing within its time budget of {wait:.1f} s",
+                "the weight search chose nothing within its time budget of "
+                f"{deadline - started:.1f} s",
                 self.params,
             )
         model.apply_tuning(chosen)

@@ -15,7 +15,8 @@ precomputed score matrices); the validation fit runs in a second process beside 
 final fit (`in_background`), so on two cores it adds little to the wall time of a
 train. Its cost is bounded by design, not by luck: the search reports its best
 settings so far after each step, and a train waits for it at most `SEARCH_BUDGET`
-of its final fit's time, or `SEARCH_MIN_WAIT` seconds if longer (`Background`). A
+of its final fit's time, or until `SEARCH_MIN_TIME` seconds from its start if that is
+later (`Background`). A
 search still running then is stopped, and its best settings so far are used (the
 defaults, if it had not yet chosen any); the model says so.
 """
@@ -57,10 +58,10 @@ ROUNDS = 2
 #: How long a train waits for its search after the final fit, as a share of that
 #: fit's time: the search may add at most this much to a train (applying what it
 #: chose takes a little more).
-SEARCH_BUDGET = 0.35
-#: ... but never less than this many seconds: starting the search process alone takes
-#: a few, which a small team's fit of a second or two would not cover.
-SEARCH_MIN_WAIT = 10.0
+SEARCH_BUDGET = 0.3
+#: ... but the search always has this many seconds from its start: starting its
+#: process alone takes a few, which a small team's fit of a second would not cover.
+SEARCH_MIN_TIME = 15.0
 _STATIC = ("lightfm", "tfidf", "interest", "embed")
 
 

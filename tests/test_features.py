@@ -200,14 +200,21 @@ def test_sparse_and_dense_centroids_agree(seed: int) -> None:
 
 
 def test_fit_char_vectorizer_is_none_without_shared_ngrams() -> None:
-    assert fit_char_vectorizer([]) is None
-    assert fit_char_vectorizer(["Attention"]) is None  # an n-gram must occur in two titles
-    assert fit_char_vectorizer(["abc", "xyz"]) is None
-    assert fit_char_vectorizer(["", ""]) is None
+    for titles in ([], ["Attention"], ["abc", "xyz"], ["", ""]):  # an n-gram in two titles
+        vectorizer, rows = fit_char_vectorizer(titles)
+        assert vectorizer is None and rows.shape == (len(titles), 0)
+
+
+def test_the_fitted_titles_rows_are_what_the_vectorizer_makes_of_them() -> None:
+    titles = ["Recommender systems", "Recommendation engines", "Graph kernels", "graph nets"]
+    vectorizer, rows = fit_char_vectorizer(titles)
+    assert vectorizer is not None and rows.dtype == np.float32
+    again = char_matrix(vectorizer, titles)
+    assert rows.shape == again.shape and np.allclose(rows.toarray(), again.toarray())
 
 
 def test_char_matrix_links_inflections_of_a_word() -> None:
-    vectorizer = fit_char_vectorizer(["Recommender systems", "Recommendation engines"])
+    vectorizer, _ = fit_char_vectorizer(["Recommender systems", "Recommendation engines"])
     assert vectorizer is not None
     rows = char_matrix(vectorizer, ["RECOMMENDERS", "Graph kernels", "Récommendation"])
     assert rows.shape == (3, len(vectorizer.vocabulary_)) and rows.dtype == np.float32
@@ -219,6 +226,6 @@ def test_char_matrix_links_inflections_of_a_word() -> None:
 def test_char_matrix_shapes_without_a_vectorizer_or_titles() -> None:
     assert char_matrix(None, ["a", "b"]).shape == (2, 0)
     assert char_matrix(None, []).shape == (0, 0)
-    vectorizer = fit_char_vectorizer(["graph networks", "graph kernels"])
+    vectorizer, _ = fit_char_vectorizer(["graph networks", "graph kernels"])
     assert vectorizer is not None
     assert char_matrix(vectorizer, []).shape == (0, len(vectorizer.vocabulary_))
