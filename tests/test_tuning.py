@@ -188,9 +188,7 @@ def test_the_metrics_are_recall_and_ndcg_at_the_digest_size() -> None:
     items, events, days = team()
     search = tuning.validation(items, events, None, {"epochs": 2}, 2, days)
     assert isinstance(search, tuning.Search)
-    search.truth = np.array([[True, False, False, True], [False, True, False, False]])
-    search.k, search._discounts = 2, 1.0 / np.log2(np.arange(2, 4))
-    search._ideal = np.cumsum(search._discounts)
+    search.judge_by(np.array([[True, False, False, True], [False, True, False, False]]), 2)
     raw = {"a": np.array([[0.9, 0.8, 0.1, 0.0], [0.1, 0.2, 0.9, 0.3]], dtype=np.float32)}
     got = search.metrics(raw, {"a": 1.0})
     # reader 0: top 2 = items 0, 1: one of two hits (recall 1/2), gain 1 / ideal 1 + 1/log2(3)
@@ -270,3 +268,15 @@ def test_one_big_day_is_split_by_arrival_order() -> None:
     assert isinstance(held, tuning.Holdout)
     assert len(held.valid_items) == round(tuning.HOLDOUT * len(items))
     assert held.valid_items == items[-len(held.valid_items) :]
+
+
+def test_the_weights_are_searched_strongest_scorer_first() -> None:
+    # A search cut short by its time budget has then tuned the scorers that matter most.
+    items, events, days = team()
+    search = tuning.validation(items, events, None, {"epochs": 3, "embeddings": "off"}, 10, days)
+    assert isinstance(search, tuning.Search)
+    search.run()
+    raw = search._raw(search.model.neighbours_k, search.model.expansion, 10.0, 100.0)
+    order = search._strongest_first(raw)
+    alone = [search.objective(raw, {name: 1.0}) for name in order]
+    assert sorted(order) == sorted(search.active) and alone == sorted(alone, reverse=True)
