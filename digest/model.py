@@ -287,6 +287,7 @@ class Recommender:
         learned: sp.csr_matrix | None = None,
     ) -> None:
         docs = {d.id: d for d in items}
+        self.__dict__.pop("_calibration_side", None)  # found with the model before this
         for reader in sorted({i.reader for i in interactions} | set(self.readers_info)):
             if reader not in self.reader_index:
                 self.reader_index[reader] = len(self.reader_ids)
@@ -480,20 +481,32 @@ class Recommender:
         rows = char_matrix(self.char_vectorizer, [d.title for d in docs[start:]])
         return rows if known is None else sp.vstack([known, rows], format="csr", dtype=np.float32)
 
-    def _calibrate(self) -> None:
-        """Fix each scorer's mean and spread on a sample, for comparable scores."""
+    def _calibrate(self, *, reuse: bool = False) -> None:
+        """Fix each scorer's mean and spread on a sample, for comparable scores.
+
+        With `reuse` (new settings applied to the model just fitted), the sample items'
+        neighbours found for the last calibration serve again when they hold at least
+        the new neighbour count: `raw_scores` keeps each item's top k of them, as the
+        weight search does. Finding them was most of a calibration's cost.
+        """
         rng = np.random.RandomState(self.random_state)
         readers = rng.choice(len(self.reader_ids), min(300, len(self.reader_ids)), replace=False)
         cols = rng.choice(len(self.item_ids), min(1000, len(self.item_ids)), replace=False)
         self.scale = {name: (0.0, 1.0) for name in SCORERS}
-        side = self._item_side(
-            [self.item_ids[c] for c in cols],
-            self.item_tfidf[cols],
-            self.item_embed[cols] if self.use_embed else None,
-            self._item_features[cols],
-            texts=None,
-            char=self.item_char[cols],
-        )
+        shape = (len(self.reader_ids), len(self.item_ids), self.use_embed)
+        kept = self.__dict__.get("_calibration_side")
+        if reuse and kept is not None and kept[0] == shape and kept[1] >= self.neighbours_k:
+            side = kept[2]
+        else:
+            side = self._item_side(
+                [self.item_ids[c] for c in cols],
+                self.item_tfidf[cols],
+                self.item_embed[cols] if self.use_embed else None,
+                self._item_features[cols],
+                texts=None,
+                char=self.item_char[cols],
+            )
+            self._calibration_side = (shape, self.neighbours_k, side)
         raw = self.raw_scores([self.reader_ids[r] for r in readers], side)
         for name, values in raw.items():
             std = float(values.std())
@@ -522,7 +535,7 @@ class Recommender:
                 )
         self.__dict__.pop("_linear_cache", None)
         if before != (self.neighbours_k, self.expansion, self.ridge, self.ridge_embed):
-            self._calibrate()
+            self._calibrate(reuse=True)
         self.tuning = tuning.as_dict()
 
     # -- scoring ------------------------------------------------------------------------

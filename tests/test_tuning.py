@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,27 @@ def test_a_train_whose_search_has_no_time_keeps_the_defaults_and_says_why() -> N
         assert record["reason"].startswith("stopped at its time budget") or not record["reason"]
         if record["reason"]:
             assert "the search stopped at its time budget" in tuning.describe(record)
+
+
+def test_applied_settings_calibrate_as_a_fresh_calibration_would() -> None:
+    # apply_tuning reuses the calibration sample's neighbours; a model given the same
+    # settings before its calibration must end with the same scale.
+    items, events, days = team()
+    chosen = tuning.tune(items, events, None, {"epochs": 3, "embeddings": "off"}, digest_size=10,
+                         days=days)  # fmt: skip
+    model = Recommender(epochs=3, embeddings="off").fit(items, events)
+    # Fewer neighbours than fitted, another expansion, the same ridges.
+    chosen = replace(
+        chosen, neighbours_k=25, expansion=1.0, ridge=model.ridge, ridge_embed=model.ridge_embed
+    )
+    model.apply_tuning(chosen)
+    fresh = Recommender(epochs=3, embeddings="off").fit(items, events)
+    fresh.neighbours_k, fresh.expansion = 25, 1.0
+    fresh.__dict__.pop("_calibration_side")
+    fresh._calibrate()
+    assert model.scale.keys() == fresh.scale.keys()
+    for name, (mean, std) in fresh.scale.items():
+        assert model.scale[name] == pytest.approx((mean, std), rel=1e-5, abs=1e-7), name
 
 
 def test_applied_settings_survive_save_and_load(tmp_path: Path) -> None:
