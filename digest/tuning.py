@@ -58,7 +58,7 @@ ROUNDS = 2
 #: How long a train waits for its search after the final fit, as a share of that
 #: fit's time: the search may add at most this much to a train (applying what it
 #: chose takes a little more).
-SEARCH_BUDGET = 0.2
+SEARCH_BUDGET = 0.3
 #: ... but the search always has this many seconds from its start: starting its
 #: process alone takes a few, which a small team's fit of a second would not cover.
 SEARCH_MIN_TIME = 15.0
