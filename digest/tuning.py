@@ -23,8 +23,10 @@ defaults, if it had not yet chosen any); the model says so.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -446,8 +448,13 @@ def _standardised(values: np.ndarray) -> np.ndarray:
 class Background:
     """A weight search running in a second process, reporting its best choice as it goes."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection):
-        self._process, self._conn = process, conn
+    def __init__(
+        self,
+        process: multiprocessing.process.BaseProcess,
+        conn: Connection,
+        sender: threading.Thread,
+    ):
+        self._process, self._conn, self._sender = process, conn, sender
         self._latest: Tuning | None = None
 
     def result(self, deadline: float | None = None) -> Tuning | None:
@@ -477,6 +484,7 @@ class Background:
         if self._process.is_alive():
             self._process.kill()
         self._process.join()
+        self._sender.join()  # its write fails at once if the search is gone
         self._conn.close()
 
 
@@ -492,19 +500,29 @@ def in_background(**kwargs) -> Background:
     Spawned rather than forked: the caller may already run torch's or OpenMP's threads.
     """
     context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
+    ours, theirs = context.Pipe()
     process = context.Process(
-        target=_search_main, args=(send, os.getpid(), kwargs), name="digest-weight-search"
+        target=_search_main, args=(theirs, os.getpid()), name="digest-weight-search"
     )
     process.start()
-    send.close()  # the child holds its own end: EOF here once it is gone
-    return Background(process, receive)
+    theirs.close()  # the child holds its own end: EOF here once it is gone
+    # The inputs (every item and click) go over in a thread: pickling and writing them
+    # while the child starts up took seconds the final fit can use.
+    sender = threading.Thread(target=_send, args=(ours, kwargs), daemon=True)
+    sender.start()
+    return Background(process, ours, sender)
 
 
-def _search_main(conn: Connection, parent: int, kwargs: dict) -> None:
+def _send(conn: Connection, kwargs: dict) -> None:
+    with contextlib.suppress(OSError, ValueError):  # the search was stopped meanwhile
+        conn.send(kwargs)
+
+
+def _search_main(conn: Connection, parent: int) -> None:
     """The search process: each better choice goes to the parent as soon as it is made."""
     _search_worker(parent)
     try:
+        kwargs = conn.recv()
         report = lambda tuning: conn.send(("progress", tuning.as_dict()))  # noqa: E731
         conn.send(("done", tune(**kwargs, report=report).as_dict()))
     except Exception as exc:  # the parent decides what a failed search means
