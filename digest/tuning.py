@@ -16,9 +16,8 @@ final fit (`in_background`), so on two cores it adds little to the wall time of 
 train. Its cost is bounded by design, not by luck: the search reports its best
 settings so far after each step, and a train waits for it at most `SEARCH_BUDGET`
 of its final fit's time, or until `SEARCH_MIN_TIME` seconds from its start if that is
-later (`Background`). A
-search still running then is stopped, and its best settings so far are used (the
-defaults, if it had not yet chosen any); the model says so.
+later (`Background`). A search still running then is stopped, and its best settings
+so far are used (the defaults, if it had not yet chosen any); the model says so.
 """
 
 from __future__ import annotations
