@@ -23,6 +23,7 @@ database locked (a long write by `digest run`) gets a 503 page, never a tracebac
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sqlite3
 import threading
@@ -305,10 +306,16 @@ def serve(
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, proxy_headers=True, server_header=False
     )
+    server = uvicorn.Server(config)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         sock.close()
+    if signal.SIGINT in getattr(server, "_captured_signals", ()):
+        # uvicorn raises the Ctrl-C again after its clean shutdown, but asyncio's runner
+        # can swallow it when the server's task has already ended: the CLI's exit status
+        # for Ctrl-C (130) must not depend on that race.
+        raise KeyboardInterrupt
 
 
 def listen(host: str, port: int) -> socket.socket:
