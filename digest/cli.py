@@ -501,7 +501,8 @@ def train_cmd(
     With --update, the saved model takes a few more epochs on new items and events
     (the daily path); without it, the model is trained from scratch and, when the
     team has enough clicks on its newest items, the blend weights are learned from
-    them (`digest model show` lists them). Same seed, same data: same model, so a
+    them (`digest model show` lists them). Same seed, same data: same model (unless
+    the weight search is stopped by its time budget, which train reports), so a
     saved model trained on exactly this data and these settings is kept as it is
     (--force retrains).
     """

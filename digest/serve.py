@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -306,12 +307,22 @@ def serve(
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, proxy_headers=True, server_header=False
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, remembering whether a Ctrl-C stopped it."""
+
+        interrupted = False
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            self.interrupted = self.interrupted or sig == signal.SIGINT
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
-    if signal.SIGINT in getattr(server, "_captured_signals", ()):
+    if server.interrupted:
         # uvicorn raises the Ctrl-C again after its clean shutdown, but asyncio's runner
         # can swallow it when the server's task has already ended: the CLI's exit status
         # for Ctrl-C (130) must not depend on that race.

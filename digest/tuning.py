@@ -522,7 +522,10 @@ def _search_main(conn: Connection, parent: int) -> None:
     _search_worker(parent)
     try:
         kwargs = conn.recv()
-        report = lambda tuning: conn.send(("progress", tuning.as_dict()))  # noqa: E731
+
+        def report(tuning: Tuning) -> None:
+            conn.send(("progress", tuning.as_dict()))
+
         conn.send(("done", tune(**kwargs, report=report).as_dict()))
     except Exception as exc:  # the parent decides what a failed search means
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
