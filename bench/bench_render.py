@@ -1,7 +1,7 @@
 """Render all three formats (email, Atom + RSS, wiki post) for 10,000 readers x 20 items.
 
 The daily run's render stage alone: `digest.render.bundle.render_all` with the run's
-worker processes, tracked links on (every item signed three times). Target on this
+worker processes, tracked links on (every item's links signed). Target on this
 2-core machine: at least 500 readers/s, peak memory under 1 GB (this process plus
 its workers).
 """

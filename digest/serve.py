@@ -1,7 +1,8 @@
 """`digest serve`: the feedback service behind every link in a digest.
 
     GET  /c/<token>          record a click, then 302 to the item's own URL
-    GET  /f/<token>          record "more" or "less like this"; POST undoes it
+    GET  /f/<token>/more     record "more like this" (or /less); POST undoes it
+    GET  /f/<token>          the same, for a token that names "more" or "less" itself
     GET  /u/<token>          a confirmation page; POST unsubscribes (RFC 8058 one-click)
     GET  /feeds/<token>.atom a reader's or team's feed (also .rss), by its private token
     GET  /healthz            the database answers
@@ -29,6 +30,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
@@ -97,7 +99,7 @@ class Service:
     # -- /c: clicks -------------------------------------------------------------------------
 
     def click(self, request: Request) -> HTMLResponse | RedirectResponse:
-        token = self._token(request, ("click",))
+        token = self._token(request, ("click",), picked="click")
         if token is None:
             return self._invalid()
         items = self.store().stored_items(ids=[token.item_id])
@@ -114,7 +116,13 @@ class Service:
     # -- /f: more or less like this ---------------------------------------------------------
 
     def feedback(self, request: Request) -> HTMLResponse:
-        token = self._token(request, tuple(FEEDBACK_EVENTS))
+        choice = request.path_params.get("choice")
+        if choice is None:
+            token = self._token(request, tuple(FEEDBACK_EVENTS))
+        elif choice in FEEDBACK_EVENTS:
+            token = self._token(request, (), picked=choice)
+        else:
+            raise HTTPException(404)
         if token is None:
             return self._invalid()
         items = self.store().stored_items(ids=[token.item_id])
@@ -198,7 +206,14 @@ class Service:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _token(self, request: Request, actions: tuple[str, ...]) -> LinkToken | None:
+    def _token(
+        self, request: Request, actions: tuple[str, ...], *, picked: str | None = None
+    ) -> LinkToken | None:
+        """The request's verified token if it may do one of `actions`, else None.
+
+        A "pick" token (one item of one digest) does what the path says, `picked`: a
+        click at /c/, "more" or "less" at /f/<token>/more or /less; nothing elsewhere.
+        """
         raw = request.path_params["token"]
         if len(raw) > 512:
             return None
@@ -206,6 +221,8 @@ class Service:
             token = self.signer.verify(raw)
         except TokenError:
             return None
+        if token.action == "pick":
+            return replace(token, action=picked) if picked else None
         return token if token.action in actions else None
 
     def http_error(self, request: Request, exc: Exception) -> HTMLResponse:
@@ -260,6 +277,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         routes=[
             Route("/c/{token}", service.click, methods=["GET"]),
             Route("/f/{token}", service.feedback, methods=["GET", "POST"]),
+            Route("/f/{token}/{choice}", service.feedback, methods=["GET", "POST"]),
             Route("/u/{token}", service.unsubscribe, methods=["GET", "POST"]),
             Route("/feeds/{token}.{kind:str}", _kinds(service.feed), methods=["GET"]),
             Route("/healthz", service.health, methods=["GET"]),

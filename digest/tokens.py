@@ -4,8 +4,14 @@ A token is `<payload>.<signature>`, both URL-safe base64 without padding: the
 payload is `reader`, `item`, `action` and `day` joined by a unit separator, and the
 signature is HMAC-SHA256 of it under the deployment's secret, cut to 128 bits. The
 server trusts nothing else in a request: a tampered, truncated or foreign token
-verifies as nothing. A digest carries about sixty links per email, so signing uses
+verifies as nothing. A digest carries a token per item and more, so signing uses
 the standard library's `hmac` directly (a prepared key, copied per token).
+
+Actions: "pick" is one item of one digest, and stands for all three of its links
+(the item's click, "more like this" and "less like this": the service's path says
+which), so a digest signs one token per item rather than three; the reader holds all
+three anyway. "click", "more" and "less" tokens name one link each: digests sent
+before "pick" carry them, and they keep working. "unsubscribe" is the footer's.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from datetime import date
 
 from digest.errors import DigestError
 
-ACTIONS = ("click", "more", "less", "unsubscribe")
+ACTIONS = ("pick", "click", "more", "less", "unsubscribe")
 _SALT = "digest-link-v2|"
 _SEP = "\x1f"
 _MAC_BYTES = 16

@@ -275,7 +275,7 @@ def digest_command(*args: str, cwd: Path, env: dict[str, str] | None = None) -> 
 
 # -- reading outputs back ----------------------------------------------------------------------
 
-_SERVICE_TOKEN = re.compile(r"/[cfu]/([A-Za-z0-9_\-.]+)")
+_SERVICE_TOKEN = re.compile(r"/([cfu])/([A-Za-z0-9_\-.]+)(?:/(more|less))?")
 _FEED_ENTRY = re.compile(r"<id>tag:[^,<]+,(\d{4}-\d\d-\d\d):([^/<]+)/([^<]+)</id>")
 _WIKI_HEADING = re.compile(r"^## \d+\. (.+)$", re.MULTILINE)
 
@@ -289,10 +289,10 @@ def message_items(raw: bytes, reader: str) -> list[str]:
     text = parse_message(raw).get_body(("plain",)).get_content()
     signer = TokenSigner(SECRET)
     items = []
-    for token in _SERVICE_TOKEN.findall(text):
+    for _path, token, choice in _SERVICE_TOKEN.findall(text):
         link = signer.verify(token)
         assert link.reader == reader
-        if link.action == "more":
+        if choice == "more":
             items.append(link.item_id)
     return items
 

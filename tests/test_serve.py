@@ -174,6 +174,12 @@ def token(reader: str, item_id: str, action: str, signer: TokenSigner = SIGNER) 
     return signer.sign(reader, item_id, action, DAY)
 
 
+def pick(reader: str, item_id: str, link: str) -> str:
+    """The path of one of an item's links as digests carry them: one "pick" token for all."""
+    signed = token(reader, item_id, "pick")
+    return f"/c/{signed}" if link == "click" else f"/f/{signed}/{link}"
+
+
 def set_url(db: Path, item_id: str, url: str | None) -> None:
     """Overwrite an item's stored URL directly in SQL (nothing in digest would store it)."""
     with sqlite3.connect(db) as conn:
@@ -441,7 +447,7 @@ def test_an_item_stored_without_a_url_gets_a_page_not_a_redirect(site: Site) -> 
 
 def test_more_like_this_records_a_like_and_the_button_undoes_it(site: Site) -> None:
     item = site.ids["gnn"]
-    path = f"/f/{token('ada', item, 'more')}"
+    path = pick("ada", item, "more")
     page = site.http.get(path)
     assert page.status_code == 200
     assert "more papers like “Graph Neural Networks for Molecules”" in page.text
@@ -463,8 +469,8 @@ def test_more_like_this_records_a_like_and_the_button_undoes_it(site: Site) -> N
 
 def test_less_like_this_records_a_dislike_and_undo_takes_back_only_that(site: Site) -> None:
     item = site.ids["sparse"]
-    assert site.http.get(f"/c/{token('grace', item, 'click')}").status_code == 302
-    path = f"/f/{token('grace', item, 'less')}"
+    assert site.http.get(pick("grace", item, "click")).status_code == 302
+    path = pick("grace", item, "less")
     page = site.http.get(path)
     assert page.status_code == 200
     assert "fewer papers like “Sparse Attention for Long Documents”" in page.text
@@ -475,7 +481,7 @@ def test_less_like_this_records_a_dislike_and_undo_takes_back_only_that(site: Si
 
 def test_the_latest_of_more_and_less_like_this_wins(site: Site) -> None:
     item = site.ids["gnn"]
-    more, less = f"/f/{token('ada', item, 'more')}", f"/f/{token('ada', item, 'less')}"
+    more, less = pick("ada", item, "more"), pick("ada", item, "less")
     assert site.http.get(more).status_code == 200
     assert site.http.get(less).status_code == 200
     assert site.events() == [("ada", item, "dislike")]  # not a like (+2) and a dislike (-1)
@@ -485,6 +491,30 @@ def test_the_latest_of_more_and_less_like_this_wins(site: Site) -> None:
     assert site.http.get(f"/c/{token('ada', item, 'click')}").status_code == 302
     assert site.http.get(less).status_code == 200
     assert site.events() == [("ada", item, "click"), ("ada", item, "dislike")]
+
+
+def test_links_signed_one_per_action_keep_working(site: Site) -> None:
+    """Digests sent before one token stood for an item's three links carry one per link."""
+    item = site.ids["gnn"]
+    assert site.http.get(f"/c/{token('ada', item, 'click')}").status_code == 302
+    assert site.http.get(f"/f/{token('ada', item, 'less')}").status_code == 200
+    assert site.events() == [("ada", item, "click"), ("ada", item, "dislike")]
+    assert site.http.get(f"/f/{token('ada', item, 'more')}").status_code == 200
+    assert site.events() == [("ada", item, "click"), ("ada", item, "like")]
+
+
+def test_a_pick_token_does_only_what_an_items_links_do(site: Site) -> None:
+    item = site.ids["gnn"]
+    picked, more = token("ada", item, "pick"), token("ada", item, "more")
+    for path in (f"/u/{picked}", f"/f/{picked}", f"/f/{more}/less", f"/f/{more}/more"):
+        for method in ("GET", "POST"):
+            response = site.http.request(method, path, data={"undo": "1"})
+            assert 400 <= response.status_code < 500, (path, method, response.status_code)
+    assert site.http.get(f"/c/{more}").status_code == 400
+    assert site.http.get(f"/f/{picked}/unsubscribe").status_code == 404
+    assert site.http.post(f"/f/{picked}/click").status_code == 404
+    assert site.events() == []
+    assert site.unsubscribed() == set()
 
 
 def test_undo_works_for_a_week_and_no_longer(site: Site) -> None:

@@ -2,7 +2,8 @@
 
 With a base URL and a secret, item links go through the feedback service
 (`/c/<token>` records the click, then redirects), and each item gets "more like
-this" / "less like this" links (`/f/<token>`); the footer links to `/u/<token>`.
+this" / "less like this" links (`/f/<token>/more`, `/f/<token>/less`: one token per
+item, action "pick"); the footer links to `/u/<token>`.
 Without them, items link straight to their own URL and the feedback links are left
 out. Only http(s) URLs ever become links: anything else yields None.
 """
@@ -59,50 +60,56 @@ class Links:
 
         Every format of a digest (email, feeds, wiki post) asks for the same links; they
         are made once, and the renderers need not check them again: a tracked link is
-        the service's base URL (checked here) and a URL-safe token.
+        the service's base URL (checked here) and a URL-safe token. The three share one
+        token (action "pick"; the path says which it is): a digest signed sixty links,
+        and signing was the largest cost of its links.
         """
         key = (audience, item.id, item.url, day)
         found = self._memo.get(key)
         if found is None:
             if len(self._memo) >= _PICK_MEMO:
                 self._memo.clear()
-            found = self._memo[key] = PickLinks(
-                self.item(audience, item, day),
-                self.feedback(audience, item, day, "more"),
-                self.feedback(audience, item, day, "less"),
-            )
+            found = self._memo[key] = self._pick(audience, item, day)
         return found
+
+    def _pick(self, audience: str, item: StoredItem, day: date) -> PickLinks:
+        url = item.url if _is_item_url(item.url) else None
+        if not self.tracked or audience.startswith("team:"):
+            return PickLinks(url, None, None)
+        assert self.base_url and self.signer
+        if not _is_base_ok(self.base_url):
+            return PickLinks(None, None, None)
+        token = self.signer.sign(audience, item.id, "pick", day)
+        base = self.base_url.rstrip("/")
+        return PickLinks(
+            f"{base}/c/{token}" if url else None, f"{base}/f/{token}/more", f"{base}/f/{token}/less"
+        )
 
     @property
     def tracked(self) -> bool:
         """True when links go through the feedback service."""
         return bool(self.base_url and self.signer)
 
-    def _service(self, path: str, reader: str, item_id: str, action: str, day: date) -> str | None:
-        assert self.base_url and self.signer  # callers check `tracked`
-        if not _is_base_ok(self.base_url):
-            return None
-        return _service_url(self.base_url, self.signer, path, reader, item_id, action, day)
-
     def item(self, audience: str, item: StoredItem, day: date) -> str | None:
         """The item's link: tracked for a reader, plain for a team page or without a service."""
-        if not _is_item_url(item.url):
-            return None
-        if self.tracked and not audience.startswith("team:"):
-            return self._service("c", audience, item.id, "click", day)
-        return item.url
+        return self.pick(audience, item, day).url
 
     def feedback(self, audience: str, item: StoredItem, day: date, action: str) -> str | None:
         """A "more like this" (`action="more"`) or "less like this" link, when tracked."""
-        if not self.tracked or audience.startswith("team:"):
-            return None
-        return self._service("f", audience, item.id, action, day)
+        links = self.pick(audience, item, day)
+        if action not in ("more", "less"):
+            raise ValueError(f"unknown feedback {action!r}: use more or less")
+        return links.more if action == "more" else links.less
 
     def unsubscribe(self, audience: str, day: date) -> str | None:
         """The https unsubscribe page (also the RFC 8058 one-click POST target)."""
         if not self.tracked or audience.startswith("team:"):
             return None
-        return self._service("u", audience, "", "unsubscribe", day)
+        assert self.base_url and self.signer
+        if not _is_base_ok(self.base_url):
+            return None
+        token = self.signer.sign(audience, "", "unsubscribe", day)
+        return f"{self.base_url.rstrip('/')}/u/{token}"
 
     def unsubscribe_mailto(self, audience: str) -> str | None:
         """A mailto: unsubscribe address naming the reader in the subject."""
@@ -125,14 +132,3 @@ _is_item_url = lru_cache(maxsize=16384)(is_web_url)
 def _is_base_ok(base: str) -> bool:
     """A service link is a web URL when its base is: the rest is a path and a URL-safe token."""
     return is_web_url(base.rstrip("/") + "/c/token")
-
-
-# Every format of one digest (email, feeds, wiki post) asks for the same links: each is
-# signed once and then served from here. A digest has about sixty, and a process
-# renders one digest at a time, so a small cache holds all of them.
-@lru_cache(maxsize=1024)
-def _service_url(
-    base: str, signer: TokenSigner, path: str, reader: str, item_id: str, action: str, day: date
-) -> str:
-    token = signer.sign(reader, item_id, action, day)
-    return f"{base.rstrip('/')}/{path}/{token}"
