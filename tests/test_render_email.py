@@ -23,10 +23,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import jinja2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import digest.render.email as email_module
 from digest.errors import ConfigError
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.email import (
@@ -904,6 +906,79 @@ def test_hostile_text_as_recipient_and_site_name_is_escaped(hostile_text: dict) 
     found = assert_safe(mail.html)
     assert hostile_text["shown"][:200] in found.text
     parsed(mail)
+
+
+def per_email_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, every page is rendered per email with its values, never shared."""
+    monkeypatch.setattr(email_module, "_shared_shell", lambda template, shape: None)
+
+
+@pytest.mark.parametrize("links", [TRACKED, PLAIN], ids=["tracked", "plain"])
+def test_a_shared_page_filled_in_is_the_page_rendered_for_this_email(
+    hostile_text: dict, links: Links, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page rendered once per shape with slots, filled with one reader's values (a
+    hostile name, team and site name among them), is what rendering it for them gives."""
+    value = hostile_text["value"]
+    reader = Recipient("ada", value, "ada@example.org", teams=(value,))
+    digests = [digest_of([]), digest_of([item(1), item(2)], why=Explanation(interest=value))]
+    first = replace(digests[1], picks=digests[1].picks[:1])
+    one = len(rendered(first, reader, links).html.encode())
+    options = ({}, {"site_name": value}, {"max_html_bytes": one + 100})  # one item of two
+    cases = [(d, kw) for d in digests for kw in options]
+    shared = [rendered(d, reader, links, **kw) for d, kw in cases]
+    per_email_pages(monkeypatch)
+    for mail, (digest, kw) in zip(shared, cases, strict=True):
+        alone = rendered(digest, reader, links, **kw)
+        assert (mail.html, mail.text, mail.shown) == (alone.html, alone.text, alone.shown)
+        assert (mail.html_qp, mail.text_qp) == (alone.html_qp, alone.text_qp)
+
+
+def test_readers_sharing_a_page_each_get_their_own_values() -> None:
+    grace = Recipient("grace", "Grace Hopper", "grace@example.org", teams=("compilers",))
+    before = email_module._shared_shell.cache_info()
+    mails = {
+        who.handle: rendered(digest_of([item(1), item(2)], audience=who.audience), who)
+        for who in (ADA, grace)
+    }
+    assert email_module._shared_shell.cache_info().hits > before.hits  # the page was shared
+    for who, other in ((ADA, grace), (grace, ADA)):
+        mail = mails[who.handle]
+        found = page(mail.html)
+        assert f"2 papers picked for {who.name}" in found.text
+        assert f"as {who.handle} (teams: {', '.join(who.teams)})" in squash(mail.text)
+        assert f"picked for {other.name}" not in found.text + mail.text
+        assert f"as {other.handle} " not in squash(mail.text)
+        unsubscribe = parsed(mail)["List-Unsubscribe"].split(">")[0].removeprefix(f"<{BASE}/u/")
+        assert SIGNER.verify(unsubscribe).reader == who.handle
+        assert f"{BASE}/u/{unsubscribe}" in found.hrefs
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ audience | upper }} {{ subject[:6] }}|\n",
+        "{% if audience|length > 36 %}LONG {% endif %}{{ audience }}|\n",
+        "{% if items[0].title.startswith('Paper') %}P {% endif %}{{ audience }}|\n",
+    ],
+    ids=["filtered", "measured", "items read"],
+)
+def test_a_page_template_that_uses_a_value_otherwise_is_rendered_per_email(
+    tmp_path: Path, template: str
+) -> None:
+    """A page that does more with a value than show it gets its own render per email."""
+    (tmp_path / "email.txt.j2").write_text(template, encoding="utf-8")
+    reader = Recipient("grace", "Grace Brewster Murray Hopper", "grace@example.org")
+    for who in (ADA, reader):
+        digest = digest_of([item(1)], audience=who.audience)
+        mail = rendered(digest, who, templates=str(tmp_path))
+        context = {
+            "audience": f"1 paper picked for {who.name}",
+            "subject": "digest for Wed 11 Mar 2026: 1 paper",
+            "items": [_item_view(digest.picks[0], digest, TRACKED)],
+        }
+        expected = jinja2.Environment(keep_trailing_newline=True, trim_blocks=True)
+        assert mail.text == expected.from_string(template).render(context)
 
 
 def hostile_links_digest(url: str) -> ReaderDigest:
