@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+import digest.render.feeds as feeds_module
 from digest.records import Explanation, Pick, ReaderDigest, StoredItem
 from digest.render.feeds import (
     ABSTRACT_LIMIT,
@@ -789,3 +790,31 @@ def test_renderer_needs_no_xml_library() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("title", ["digest for ada", *HOSTILE_TEXT])
+@pytest.mark.parametrize("site", [SITE, None], ids=["site", "no site"])
+def test_a_shared_document_filled_in_is_the_feed_rendered_for_this_reader(
+    title: str, site: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feed document rendered once per shape with slots, filled with one feed's title,
+    URLs and time, is what rendering it for that feed gives."""
+    settings = {k: feed_settings(TRACKED, title=title, site_url=site) for k in KINDS}
+    windows = [[], days_of("ada", 2)]
+    shared = [render_feeds(window, settings) for window in windows]
+    monkeypatch.setattr(feeds_module, "_document_shell", lambda kind, entries, present: None)
+    for feeds, window in zip(shared, windows, strict=True):
+        assert feeds == render_feeds(window, settings)
+        for kind in KINDS:
+            strict(feeds[kind])
+
+
+def test_readers_sharing_a_document_each_get_their_own_title_and_address() -> None:
+    before = feeds_module._document_shell.cache_info()
+    for handle in ("ada", "grace"):
+        url = f"https://digest.example.org/feeds/{handle}-token.atom"
+        feed = render_feed(days_of(handle, 1), feed_settings(title=f"digest for {handle}",
+                           self_url=url), kind="atom")  # fmt: skip
+        found = parsed(feed).feed
+        assert (found.title, found.id) == (f"digest for {handle}", url)
+    assert feeds_module._document_shell.cache_info().hits > before.hits

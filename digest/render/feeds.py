@@ -216,23 +216,62 @@ def _tag_part(value: str) -> str:
 def _document(kind: str, settings: FeedSettings, entries: list[_Entry], newest: datetime) -> bytes:
     title = _line(settings.title, TITLE_LIMIT) or "digest"
     rfc3339, rfc822 = _stamp(newest)
-    xml = render(
-        f"feed.{kind}.xml.j2",
-        title=html_text(title) if kind == "rss" else title,
-        subtitle=f"{title}: new research papers picked for you, newest day first",
-        self_url=settings.self_url,
-        self_type=MEDIA_TYPES[kind],
-        site_url=settings.site_url,
-        updated=rfc3339 if kind == "atom" else rfc822,
-        # Each entry is put in after, as UTF-8: most of a feed is its papers' text,
-        # encoded once per paper (`_entry_template`), not once per feed.
-        entries=[Markup(slot(str(n))) for n in range(len(entries))],
-    )
+    values = {
+        "title": html_text(title) if kind == "rss" else title,
+        "subtitle": f"{title}: new research papers picked for you, newest day first",
+        "self_url": settings.self_url,
+        "self_type": MEDIA_TYPES[kind],
+        "site_url": settings.site_url or "",
+        "updated": rfc3339 if kind == "atom" else rfc822,
+    }
+    # Each entry is put in after, as UTF-8: most of a feed is its papers' text, encoded
+    # once per paper (`_entry_template`), not once per feed.
     filled = {
         str(n): _entry_template(kind, e.item, *e.shape).fill_bytes(e.values)
         for n, e in enumerate(entries)
     }
-    return Slotted.of(xml).encoded().fill_bytes(filled)
+    shape = tuple(bool(values[name]) for name in _DOCUMENT_VALUES)
+    shell = _document_shell(kind, len(entries), shape)
+    if shell is None:  # the template does more with a value than show it
+        return Slotted.of(_render_document(kind, values, len(entries))).encoded().fill_bytes(filled)
+    for name in _DOCUMENT_VALUES:
+        filled[name] = str(escape(values[name])).encode()
+    return shell.fill_bytes(filled)
+
+
+#: A feed's own values (its title, its URLs, its time): slots in a document rendered
+#: once per kind and shape (`_document_shell`).
+_DOCUMENT_VALUES = ("title", "subtitle", "self_url", "self_type", "site_url", "updated")
+#: Lengthens the slots of a document's second render (`_document_shell`).
+_PAD = "_" * 200
+
+
+@lru_cache(maxsize=256)
+def _document_shell(kind: str, entries: int, present: tuple[bool, ...]) -> Slotted | None:
+    """The feed document of `kind` with `entries` entries, its values as slots, as UTF-8.
+
+    Every reader's feed is the same document around its entries but for a title, a
+    URL and a time: rendering it once per shape and filling in the values saves a
+    template render per feed. Rendered again with every slot ten times as long, the
+    document must differ only in its slots' names; else (a template that measures a
+    value) None, and each feed renders its own.
+    """
+    pages = []
+    for pad in ("", _PAD):
+        pairs = zip(_DOCUMENT_VALUES, present, strict=True)
+        pages.append(
+            _render_document(kind, {n: slot(n + pad) if p else "" for n, p in pairs}, entries)
+        )
+    if pages[1].replace(_PAD, "") != pages[0]:
+        return None
+    return Slotted.of(pages[0]).encoded()
+
+
+def _render_document(kind: str, values: dict[str, str], entries: int) -> str:
+    """`feed.<kind>.xml.j2` with `values`, and a slot for each entry (`"0"`, `"1"`, ...)."""
+    return render(
+        f"feed.{kind}.xml.j2", **values, entries=[Markup(slot(str(n))) for n in range(entries)]
+    )
 
 
 # An entry is the same in every feed its paper is in but for its id, link, time and
