@@ -63,6 +63,9 @@ SEARCH_BUDGET = 0.3
 #: ... but the search always has this many seconds from its start: starting its
 #: process alone takes a few, which a small team's fit of a second would not cover.
 SEARCH_MIN_TIME = 15.0
+#: How much the search process yields to the final fit (`os.nice`): the train's time is
+#: the fit's, and the search only has to finish its best choice so far by the deadline.
+_SEARCH_NICENESS = 10
 _STATIC = ("lightfm", "tfidf", "interest", "embed")
 
 
@@ -534,7 +537,8 @@ def _search_main(conn: Connection, parent: int) -> None:
 
 
 def _search_worker(parent: int) -> None:
-    """The search shares the machine with the final fit: one BLAS thread, not all cores.
+    """The search shares the machine with the final fit: one BLAS thread, not all cores,
+    and a lower priority, so that the fit `digest train` waits for slows down less.
 
     It also ends with `digest train`: killed, a train must not leave a search behind.
     """
@@ -543,3 +547,5 @@ def _search_worker(parent: int) -> None:
     die_with_parent(parent)
 
     threadpool_limits(1)
+    with contextlib.suppress(AttributeError, OSError):  # no os.nice on some systems
+        os.nice(_SEARCH_NICENESS)

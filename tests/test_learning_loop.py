@@ -113,19 +113,21 @@ def day2_picks(root: Path, reader: str = "ada") -> list[Pick]:
 def email_links(root: Path, route: str) -> dict[str, str]:
     """Ada's day-1 email's links to `route` (c or f), by "<paper URL> <action>".
 
-    The paper and action are read from each token's payload (signed, not secret).
+    The paper is read from each token's payload (signed, not secret), the action from
+    the path: a click at /c/<token>, "more" or "less" at /f/<token>/more or /less.
     """
     body = email_html(root / "out" / "outbox" / DAY1.isoformat() / "ada.eml")
     with sqlite3.connect(root / "digest.db") as conn:
         urls = dict(conn.execute("SELECT id, url FROM items").fetchall())
     conn.close()
     out: dict[str, str] = {}
-    for link in set(re.findall(rf"{re.escape(BASE)}/{route}/[A-Za-z0-9_.-]+", body)):
-        payload = link.rsplit("/", 1)[1].split(".")[0]
+    pattern = rf"{re.escape(BASE)}/{route}/([A-Za-z0-9_.-]+)(?:/(more|less))?"
+    for match in re.finditer(pattern, body):
+        payload = match[1].split(".")[0]
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        reader, item_id, action, _ = raw.decode().split("\x1f")
-        assert reader == "ada"
-        out[f"{urls[item_id]} {action}"] = link
+        reader, item_id, signed, _ = raw.decode().split("\x1f")
+        assert (reader, signed) == ("ada", "pick")
+        out[f"{urls[item_id]} {match[2] or 'click'}"] = match[0]
     return out
 
 
