@@ -98,7 +98,6 @@ def main() -> None:
         f"- Data: citeulike-a imported as a team would ({len(data.items):,} papers, "
         f"{len({u for u, _ in data.pairs}):,} readers, {len(data.pairs):,} saves); "
         "a full `train` from the store",
-        "",
         f"- Each train {args.repeat} times, the two kinds taking turns; medians, then each "
         "run's figures",
         "",
