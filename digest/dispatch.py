@@ -281,7 +281,12 @@ class Dispatcher:
         if self.dry_run or not self.posts or not self.settings.wiki.commit:
             return []
         root = self.settings.wiki_dir().resolve()
-        paths = [root / post.path for post in self.posts]
+        # A post delivered on an earlier run whose file is gone (the wiki folder was
+        # cloned afresh, say) has nothing left to commit.
+        posts = [post for post in self.posts if (root / post.path).is_file()]
+        if not posts:
+            return []
+        paths = [root / post.path for post in posts]
         # Posts of recent days whose commit failed then (a lock, a hook) go in this one.
         since = (self.day - timedelta(days=self.settings.feeds.days)).isoformat()
         paths += [
@@ -290,7 +295,7 @@ class Dispatcher:
             if Path(target).resolve().is_file() and Path(target).resolve() not in paths
         ]
         try:
-            sha = commit_posts(root, paths, commit_message(self.posts))
+            sha = commit_posts(root, paths, commit_message(posts))
         except DeliveryError as exc:
             return [Outcome("wiki", "commit", "failed", " ".join(str(exc).split()))]
         return [Outcome("wiki", "commit", "delivered", sha)] if sha else []

@@ -366,6 +366,16 @@ def test_make_run_twice_on_the_same_day_sends_nothing_twice(tmp_path: Path) -> N
     assert len(commits) == 1
     assert site_model.read_bytes() == model
 
+    # The wiki folder cloned afresh: its posts are gone but recorded as delivered. A re-run
+    # sends nothing again, and has no post to commit: no error.
+    shutil.rmtree(tmp_path / "out" / "wiki")
+    (tmp_path / "out" / "wiki").mkdir()
+    git(tmp_path / "out" / "wiki", "init", "-q")
+    status, third, err = digest_command(*command, cwd=tmp_path, env=env)
+    assert status == 0, third + err
+    assert "delivered: nothing new; 8 already delivered earlier" in third
+    assert "error" not in third + err and "wiki commit" not in third
+
 
 def _ledger(db: Path) -> dict[str, list[tuple]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
