@@ -539,6 +539,8 @@ def _search_main(conn: Connection, parent: int) -> None:
 def _search_worker(parent: int) -> None:
     """The search shares the machine with the final fit: one BLAS thread, not all cores,
     and a lower priority, so that the fit `digest train` waits for slows down less.
+    (On Linux a niceness is a thread's: the search runs in this one, and its one BLAS
+    thread computes here too.)
 
     It also ends with `digest train`: killed, a train must not leave a search behind.
     """

@@ -954,19 +954,21 @@ def test_readers_sharing_a_page_each_get_their_own_values() -> None:
         assert f"{BASE}/u/{unsubscribe}" in found.hrefs
 
 
-@pytest.mark.parametrize(
-    "template",
-    [
-        "{{ audience | upper }} {{ subject[:6] }}|\n",
-        "{% if audience|length > 36 %}LONG {% endif %}{{ audience }}|\n",
-        "{% if items[0].title.startswith('Paper') %}P {% endif %}{{ audience }}|\n",
-    ],
-    ids=["filtered", "measured", "items read"],
-)
-def test_a_page_template_that_uses_a_value_otherwise_is_rendered_per_email(
-    tmp_path: Path, template: str
-) -> None:
-    """A page that does more with a value than show it gets its own render per email."""
+#: Page templates that use a value in ways a slot cannot stand for.
+VALUE_USING_PAGES = {
+    "filtered": "{{ audience | upper }} {{ subject[:6] }}|\n",
+    "measured": "{% if audience|length > 36 %}LONG {% endif %}{{ audience }}|\n",
+    "items read": "{% if items[0].title.startswith('Paper') %}P {% endif %}{{ audience }}|\n",
+    "tested": "{% if 'Grace' in audience %}G {% endif %}{{ site_name == 'digest' }}|\n",
+    "lowered": "{{ audience|lower }}|\n",
+    "encoded": "{{ feed_url|urlencode }} {{ subject|tojson }}|\n",
+    "split": "{{ subject.split(': ')[1] }} {{ heading.split()[0] }}|\n",
+}
+
+
+@pytest.mark.parametrize("template", VALUE_USING_PAGES.values(), ids=VALUE_USING_PAGES.keys())
+def test_an_overridden_page_template_is_rendered_per_email(tmp_path: Path, template: str) -> None:
+    """A page from the templates folder may do more with a value than show it."""
     (tmp_path / "email.txt.j2").write_text(template, encoding="utf-8")
     reader = Recipient("grace", "Grace Brewster Murray Hopper", "grace@example.org")
     for who in (ADA, reader):
@@ -975,10 +977,34 @@ def test_a_page_template_that_uses_a_value_otherwise_is_rendered_per_email(
         context = {
             "audience": f"1 paper picked for {who.name}",
             "subject": "digest for Wed 11 Mar 2026: 1 paper",
+            "site_name": "digest",
+            "heading": "Wednesday 11 March 2026",
+            "feed_url": FEED,
             "items": [_item_view(digest.picks[0], digest, TRACKED)],
         }
         expected = jinja2.Environment(keep_trailing_newline=True, trim_blocks=True)
         assert mail.text == expected.from_string(template).render(context)
+
+
+@pytest.mark.parametrize(
+    "template", [VALUE_USING_PAGES[k] for k in ("filtered", "measured", "items read", "split")]
+)
+def test_a_page_that_measures_cuts_or_reads_its_values_is_never_shared(template: str) -> None:
+    """The guard on the bundled pages, should an edit of them use a value otherwise."""
+    env = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    page = env.from_string(template)
+    shape = (1, 0, *(True for _ in email_module._SORTED_VALUES))
+    assert email_module._shared_shell(page, shape) is None
+    shown = jinja2.Environment().from_string("{{ audience }} {{ subject }}|")
+    assert email_module._shared_shell(shown, shape) is not None
+
+
+def test_a_page_ending_in_an_item_without_a_line_end_encodes_as_the_whole_body(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "email.txt.j2").write_text("{{ item_text|join('\n') }}", encoding="utf-8")
+    mail = rendered(digest_of([item(1), item(2)]), templates=str(tmp_path))
+    assert bodies(mail.as_bytes()) == bodies(encoded_as_a_whole(mail).as_bytes())
 
 
 def hostile_links_digest(url: str) -> ReaderDigest:

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import feedparser
+import jinja2
 import pytest
 from conftest import HOSTILE, ROOT, TODAY
 from hypothesis import given, settings
@@ -818,3 +819,27 @@ def test_readers_sharing_a_document_each_get_their_own_title_and_address() -> No
         found = parsed(feed).feed
         assert (found.title, found.id) == (f"digest for {handle}", url)
     assert feeds_module._document_shell.cache_info().hits > before.hits
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "<t>{{ title|upper }}</t>",
+        "{% if title|length > 30 %}L{% endif %}{{ title }}",
+        "{{ title[:4] }}",
+        "{{ title.split()[3] }}",
+    ],
+    ids=["renamed", "measured", "cut", "split"],
+)
+def test_a_document_that_uses_a_value_otherwise_is_never_shared(
+    source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard on the bundled feed templates, should an edit of them use a value otherwise."""
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.from_string(source + "{% for e in entries %}{{ e }}{% endfor %}")
+    monkeypatch.setattr(feeds_module, "render", lambda name, **context: template.render(context))
+    feeds_module._document_shell.cache_clear()
+    try:
+        assert feeds_module._document_shell("atom", 1, (True,) * 6) is None
+    finally:
+        feeds_module._document_shell.cache_clear()

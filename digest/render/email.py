@@ -3,9 +3,11 @@
 mjml-python turns `email.mjml.j2` into the table-based, inline-styled HTML that mail
 clients lay out alike. That costs milliseconds, so it happens once per process: the
 MJML (with no values in it) is compiled to HTML that still holds the per-email Jinja
-tags, and each email is then one autoescaped Jinja render of that HTML, plus one of
-`email.txt.j2`. Item fields are untrusted: they are cleaned of control and bidi
-characters here, escaped by the templates, and only http(s) URLs ever become links.
+tags. That HTML and `email.txt.j2` are then rendered once per shape (how many items,
+which values are empty) with slots that each email fills with its own values, escaped
+as autoescaping would; an overridden page template is rendered per email. Item fields
+are untrusted: they are cleaned of control and bidi characters here, escaped by the
+templates, and only http(s) URLs ever become links.
 Gmail clips a message whose HTML passes about 102 KB, hiding the footer with its
 unsubscribe link, so the HTML is kept under `EmailSettings.max_html_bytes` by dropping
 items from the end and pointing the reader at their feed for the rest.
@@ -30,6 +32,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from functools import cached_property, lru_cache, wraps
 from itertools import groupby
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import jinja2
@@ -39,7 +42,7 @@ from mjml import mjml2html
 from digest.errors import ConfigError
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.links import Links, is_web_url
-from digest.render.templates import Slotted, environment, slot
+from digest.render.templates import Slotted, default_templates, environment, slot
 from digest.text import display_text
 
 #: Folding long headers breaks List-Unsubscribe URLs in some receivers; never fold.
@@ -275,16 +278,19 @@ def render_email(
     context = _page_context(digest, recipient, settings, subject, feed_url, unsubscribe or mailto)
 
     html_page, text_page = html_template(templates), text_template(templates)
+    html_shared, text_shared = (
+        _bundled(templates, HTML_TEMPLATE),
+        _bundled(templates, TEXT_TEMPLATE),
+    )
     filled = [_FilledItem(view, n == 0, templates) for n, view in enumerate(items)]
     values = {name: str(context[name] or "") for name in _PAGE_VALUES if name != "preheader"}
-    total = len(digest.picks)
     shells: dict[int, tuple[_Shell, dict[str, str]]] = {}
 
     def size_for(n: int) -> int:
         """The HTML's size in bytes with the first `n` items: its page's and theirs."""
         mine = {**values, "preheader": _preheader(items[:n])}
         with _template_errors(HTML_TEMPLATE):
-            shell = _page_shell(html_page, mine, total, items[:n], len(items) - n)
+            shell = _page_shell(html_page, html_shared, mine, items[:n], len(items) - n)
         escaped = {name: _html(value) for name, value in mine.items()}
         shells[n] = shell, escaped
         return shell.size(escaped) + sum(item.html_size for item in filled[:n])
@@ -294,7 +300,7 @@ def render_email(
     html_shell, html_values = shells[shown]
     text_values = {**values, "preheader": _preheader(items[:shown])}
     with _template_errors(TEXT_TEMPLATE):
-        text_shell = _page_shell(text_page, text_values, total, items[:shown], hidden)
+        text_shell = _page_shell(text_page, text_shared, text_values, items[:shown], hidden)
     text_values = text_shell.derive(text_values)
 
     def html() -> str:
@@ -332,47 +338,65 @@ _SORTED_VALUES = sorted(_PAGE_VALUES)
 
 
 def _page_shell(
-    template: jinja2.Template, values: dict[str, str], total: int, items: list[ItemView],
+    template: jinja2.Template, shared: bool, values: dict[str, str], items: list[ItemView],
     hidden: int,
 ) -> _Shell:  # fmt: skip
     """The page of an email body with `items` shown and `hidden` left out, items as slots.
 
     Every reader's page is the same but for a few values (the subject, the reason, two
-    links) and how many items it has, so it is rendered once per shape with a slot for
-    each value (`_shared_shell`) and filled per email; rendering the page and encoding
-    its four hundred lines per email were a fifth of an email's cost. A template that
-    uses a value other than by showing it, or looks into `items`, cannot share a
-    page: it is rendered per email, as before.
+    links) and how many items it has, so a bundled page (`shared`) is rendered once per
+    shape with a slot for each value (`_shared_shell`) and filled per email: rendering
+    the page and encoding its four hundred lines per email were a fifth of an email's
+    cost. An overridden page is rendered per email: a template may use a value in ways
+    a slot cannot stand for (compare it, test what it holds, encode it).
     """
-    shape = (len(items), hidden, total, *(bool(values[name]) for name in _SORTED_VALUES))
-    shared = _shared_shell(template, shape)
-    if shared is not None:
-        return shared
+    if shared:
+        shape = (len(items), hidden, *(bool(values[name]) for name in _SORTED_VALUES))
+        found = _shared_shell(template, shape)
+        if found is not None:
+            return found
     page = template.render(
-        values, total=total, items=items, item_html=_item_slots(len(items)),
+        values, total=len(items) + hidden, items=items, item_html=_item_slots(len(items)),
         item_text=_item_slots(len(items)), hidden=hidden,
     )  # fmt: skip
     return _Shell.of(page, frozenset())
 
 
+@lru_cache(maxsize=32)
+def _bundled(templates: str | None, name: str) -> bool:
+    """Whether template `name` is the bundled one, not one from the `templates` folder."""
+    env = environment(templates)
+    assert env.loader is not None
+    with _template_errors(name):
+        _source, found, _uptodate = env.loader.get_source(env, name)  # found, not compiled
+    return found is not None and Path(found).resolve().parent == default_templates().resolve()
+
+
 @lru_cache(maxsize=256)
 def _shared_shell(template: jinja2.Template, shape: tuple) -> _Shell | None:
-    """The page for one shape (`_page_shell`) with slots for its values; None if it cannot be."""
-    count, hidden, total, *present = shape
+    """The page for one shape (`_page_shell`) with slots for its values; None if it cannot be.
+
+    Only bundled pages come here, and they only show their values; the checks below
+    (the items left alone, no slot measured, cut or renamed) guard an edit of them.
+    """
+    count, hidden, *present = shape
     pages = []
     for pad in ("", _PAD):
         pairs = zip(_SORTED_VALUES, present, strict=True)
         slots = {name: slot(name + pad) if there else "" for name, there in pairs}
         probes = _Probes(count)
-        page = template.render(
-            slots, total=total, items=probes, item_html=_item_slots(count),
-            item_text=_item_slots(count), hidden=hidden,
-        )  # fmt: skip
+        try:
+            page = template.render(
+                slots, total=count + hidden, items=probes, item_html=_item_slots(count),
+                item_text=_item_slots(count), hidden=hidden,
+            )  # fmt: skip
+        except Exception:  # the render per email reports a real error
+            return None
         pages.append(page)
         if probes.looked:
             return None  # the template reads the items themselves: each renders its own
-    # With every value ten times as long, the page must differ only in its slots' names:
-    # a template that measures a value (`audience|length > 40`) shows a value it changed.
+    # With every value 200 characters longer, the page must differ only in its slots'
+    # names: a template that measures a value (`audience|length > 40`) changed it.
     if pages[1].replace(_PAD, "") != pages[0]:
         return None
     try:
@@ -482,6 +506,8 @@ class _Shell:
         """
         if self.pieces is None or None in items:
             return None
+        if any("\r" in value for value in values.values()):
+            return None  # the whole body's encoder reads a lone CR as a line end
         runs: list[bytes] = []
         if len(self.runs.parts) > 1 or self.runs.parts[0]:
             runs = _qp_lines(_filled(self.runs, values)).split(_QUOTED_RUN_BREAK)
@@ -500,6 +526,7 @@ class _Shell:
 
 
 _ITEM_SLOT = re.compile(r"i[0-9]+")
+_ITEM_LINE = re.compile("\x00i[0-9]+\x00")
 
 
 def _shell_pieces(page: str) -> tuple[tuple[bytes | int | None, ...] | None, list[str]]:
@@ -509,6 +536,10 @@ def _shell_pieces(page: str) -> tuple[tuple[bytes | int | None, ...] | None, lis
     lines = page.split("\n")
     if len(lines) > 1 and not lines[-1]:
         lines.pop()  # the body's own last line end
+    elif _ITEM_LINE.fullmatch(lines[-1]):
+        # A page that ends in an item, with no line end of its own: the whole body's
+        # encoder drops the item's own last line end, which its pieces hold.
+        return None, []
     pieces: list[bytes | int | None] = []
     runs: list[str] = []
 

@@ -252,19 +252,30 @@ def _document_shell(kind: str, entries: int, present: tuple[bool, ...]) -> Slott
 
     Every reader's feed is the same document around its entries but for a title, a
     URL and a time: rendering it once per shape and filling in the values saves a
-    template render per feed. Rendered again with every slot ten times as long, the
-    document must differ only in its slots' names; else (a template that measures a
-    value) None, and each feed renders its own.
+    template render per feed. Rendered again with every slot 200 characters longer, the
+    document must differ only in its slots' names, and every slot must come through
+    whole; else (a template that measures, cuts or renames a value) None, and each
+    feed renders its own.
     """
     pages = []
     for pad in ("", _PAD):
         pairs = zip(_DOCUMENT_VALUES, present, strict=True)
-        pages.append(
-            _render_document(kind, {n: slot(n + pad) if p else "" for n, p in pairs}, entries)
-        )
+        slots = {name: slot(name + pad) if there else "" for name, there in pairs}
+        try:
+            page = _render_document(kind, slots, entries)
+        except Exception:  # the render per feed reports a real error
+            return None
+        pages.append(page)
     if pages[1].replace(_PAD, "") != pages[0]:
         return None
-    return Slotted.of(pages[0]).encoded()
+    try:
+        shell = Slotted.of(pages[0])
+    except ValueError:
+        return None  # a slot cut in two
+    known = {*_DOCUMENT_VALUES, *map(str, range(entries))}
+    if not known.issuperset(shell.parts[1::2]):
+        return None  # a slot renamed by a filter (`title|upper`)
+    return shell.encoded()
 
 
 def _render_document(kind: str, values: dict[str, str], entries: int) -> str:

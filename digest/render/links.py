@@ -96,9 +96,9 @@ class Links:
 
     def feedback(self, audience: str, item: StoredItem, day: date, action: str) -> str | None:
         """A "more like this" (`action="more"`) or "less like this" link, when tracked."""
-        links = self.pick(audience, item, day)
         if action not in ("more", "less"):
             raise ValueError(f"unknown feedback {action!r}: use more or less")
+        links = self.pick(audience, item, day)
         return links.more if action == "more" else links.less
 
     def unsubscribe(self, audience: str, day: date) -> str | None:
