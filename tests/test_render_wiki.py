@@ -12,7 +12,7 @@ import re
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pytest
 import yaml
@@ -24,10 +24,12 @@ from markdown_it.token import Token
 
 from digest.errors import ConfigError
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
-from digest.render.links import Links
+from digest.render.links import Links, is_web_url
 from digest.render.wiki import (
+    _URL_SAFE,
     WikiPost,
     escape_markdown,
+    link_destination,
     plain_text,
     post_path,
     render_post,
@@ -402,3 +404,11 @@ def test_any_text_escapes_to_one_literal_paragraph(text: str) -> None:
 def test_any_string_round_trips_through_yaml_string(text: str) -> None:
     assert json.loads(yaml_string(text)) == text
     assert yaml.safe_load("v: " + yaml_string(text)) == {"v": text}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from("aZ09/:?#[]@!$&'*+,;=%-._~ \"<>\\()^`{|}é\ufffe\x7f"), max_size=40))
+def test_a_link_destination_is_the_url_percent_encoded_where_markdown_needs_it(path: str) -> None:
+    url = f"https://example.org/{path}"
+    expected = quote(url, safe=_URL_SAFE) if is_web_url(url) else None
+    assert link_destination(url) == expected

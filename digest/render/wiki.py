@@ -53,6 +53,9 @@ _MD_PUNCTUATION = string.punctuation.replace("\\", "")
 _UNTITLED = "\\(untitled\\)"
 # Everything a URL may hold except what ends or confuses a markdown link destination.
 _URL_SAFE = "/:?#[]@!$&'*+,;=%-._~"
+#: A URL of only what `quote` leaves alone (letters, digits and `_URL_SAFE`): a signed
+#: link always is, and each post has one per pick.
+_DESTINATION_AS_IS = re.compile(f"[A-Za-z0-9{re.escape(_URL_SAFE)}]+")
 _YAML_BACKSLASH = {'"': '\\"', "\\": "\\\\"}
 
 
@@ -167,6 +170,8 @@ def link_destination(url: str | None) -> str | None:
     if not is_web_url(url):
         return None
     assert url is not None  # is_web_url said so
+    if _DESTINATION_AS_IS.fullmatch(url):
+        return url  # what quote() would give: nothing in it to percent-encode
     return quote(url, safe=_URL_SAFE)
 
 
