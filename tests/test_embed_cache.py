@@ -7,6 +7,9 @@ count the texts that reach it, by wrapping `embed.encode`.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -155,3 +158,41 @@ def test_an_update_encodes_new_items_beside_training_and_stores_them(
     rows = [updated.item_index[i.id] for i in fresh]
     expected = np.stack([vectors[i.id] for i in fresh])
     assert np.allclose(updated.item_embed[rows], expected, atol=1e-5)
+
+
+def test_a_search_process_killed_after_encoding_leaves_no_semaphore_behind(
+    tmp_path: Path,
+) -> None:
+    """`digest train`'s weight search encodes profile interests in a spawned process, and
+    is killed when it runs past its time budget: at exit, Python's resource tracker must
+    find nothing of it left over to warn about."""
+    script = tmp_path / "search.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing, time
+            from digest import embed
+
+            def search(conn):
+                embed.encode(["a paper title"])
+                conn.send("encoded")
+                time.sleep(60)
+
+            if __name__ == "__main__":
+                context = multiprocessing.get_context("spawn")
+                ours, theirs = context.Pipe()
+                process = context.Process(target=search, args=(theirs,))
+                process.start()
+                theirs.close()  # a child that dies early ends the wait below
+                assert ours.recv() == "encoded"
+                process.kill()
+                process.join()
+            """
+        ),
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "leaked" not in done.stderr, done.stderr
