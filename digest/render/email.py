@@ -275,7 +275,7 @@ def render_email(
     unsubscribe = _web(links.unsubscribe(digest.audience, digest.day))
     mailto = _mailto(links.unsubscribe_mailto(digest.audience))
     subject = email_subject(digest, settings.site_name)
-    context = _page_context(digest, recipient, settings, subject, feed_url, unsubscribe or mailto)
+    values = _page_values(digest, recipient, settings, subject, feed_url, unsubscribe or mailto)
 
     html_page, text_page = html_template(templates), text_template(templates)
     html_shared, text_shared = (
@@ -283,7 +283,6 @@ def render_email(
         _bundled(templates, TEXT_TEMPLATE),
     )
     filled = [_FilledItem(view, n == 0, templates) for n, view in enumerate(items)]
-    values = {name: str(context[name] or "") for name in _PAGE_VALUES if name != "preheader"}
     shells: dict[int, tuple[_Shell, dict[str, str]]] = {}
 
     def size_for(n: int) -> int:
@@ -942,24 +941,24 @@ def trim(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:.-–—") + "…"
 
 
-def _page_context(
+def _page_values(
     digest: ReaderDigest,
     recipient: Recipient,
     settings: EmailSettings,
     subject: str,
     feed_url: str | None,
     unsubscribe_url: str | None,
-) -> dict[str, object]:
-    """What both templates show besides the items."""
+) -> dict[str, str]:
+    """What both templates show besides the items and their counts ("" for nothing);
+    the preheader, which depends on the items shown, is added per page."""
     return {
         "subject": subject,
         "site_name": clean(settings.site_name),
         "heading": _day(digest.day, short=False),
-        "total": len(digest.picks),
         "audience": _audience_line(digest, recipient),
         "reason": _reason(recipient, settings.site_name),
-        "feed_url": _web(feed_url),
-        "unsubscribe_url": unsubscribe_url,
+        "feed_url": _web(feed_url) or "",
+        "unsubscribe_url": unsubscribe_url or "",
     }
 
 

@@ -90,17 +90,6 @@ class Links:
         """True when links go through the feedback service."""
         return bool(self.base_url and self.signer)
 
-    def item(self, audience: str, item: StoredItem, day: date) -> str | None:
-        """The item's link: tracked for a reader, plain for a team page or without a service."""
-        return self.pick(audience, item, day).url
-
-    def feedback(self, audience: str, item: StoredItem, day: date, action: str) -> str | None:
-        """A "more like this" (`action="more"`) or "less like this" link, when tracked."""
-        if action not in ("more", "less"):
-            raise ValueError(f"unknown feedback {action!r}: use more or less")
-        links = self.pick(audience, item, day)
-        return links.more if action == "more" else links.less
-
     def unsubscribe(self, audience: str, day: date) -> str | None:
         """The https unsubscribe page (also the RFC 8058 one-click POST target)."""
         if not self.tracked or audience.startswith("team:"):
