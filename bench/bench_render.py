@@ -44,15 +44,37 @@ def items(rnd: random.Random, vocab: list[str], n: int) -> list[StoredItem]:
     return out
 
 
+def reason(
+    rnd: random.Random, mine: list[str], history: list[int], past: list[str], vocab: list[str]
+) -> Explanation:
+    """A reason as a run gives one: maybe an interest, a paper read before, shared terms."""
+    read = rnd.choice(history)
+    return Explanation(
+        interest=rnd.choice(mine) if mine and rnd.random() < 0.5 else None,
+        because_title=past[read], because_id=f"past{read}",
+        terms=tuple(rnd.sample(vocab, rnd.randint(1, 3))),
+    )  # fmt: skip
+
+
 def jobs(readers: int, per_reader: int, pool: list[StoredItem], rnd: random.Random):
+    """Each reader's digest, with reasons as varied as a real run's.
+
+    A real pick's reason names the reader's own closest past paper and the terms the
+    pick shares with the reader's history, so hardly two picks share one; reasons
+    shared by every pick would let the renderers' per-reason caches flatter the result.
+    """
+    vocab = vocabulary()
+    interests = [" ".join(rnd.choices(vocab, k=2)) for _ in range(300)]
+    past = [" ".join(rnd.choices(vocab, k=10)).capitalize() for _ in range(20_000)]
     out = []
     for r in range(readers):
         chosen = rnd.sample(pool, per_reader)
+        mine = rnd.sample(interests, rnd.randint(0, 3))
+        history = rnd.sample(range(len(past)), 40)
         picks = tuple(
-            Pick(item, n + 1, 1.0 - n / 50, Explanation(interest="graph learning",
-                 because_title=pool[0].title, terms=("graph", "nodes")))
+            Pick(item, n + 1, 1.0 - n / 50, reason(rnd, mine, history, past, vocab))
             for n, item in enumerate(chosen)
-        )  # fmt: skip
+        )
         digest = ReaderDigest(f"r{r}", DAY, picks)
         recipient = Recipient(f"r{r}", f"Reader {r}", f"r{r}@example.org",
                               ("email", "feed", "wiki"))  # fmt: skip

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
+
+from digest.text import display_text
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,20 @@ class Explanation:
 
     def text(self) -> str:
         """One line: the parts joined with '; ', or the collaborative fallback."""
+        return self._text
+
+    def shown(self) -> str:
+        """`text()` as a reader is shown it (`display_text`: no unseen characters, no runs
+        of whitespace), for every format alike."""
+        return self._shown
+
+    # Each made once per pick: the email, the feeds and the wiki post all show it.
+    @cached_property
+    def _shown(self) -> str:
+        return display_text(self._text)
+
+    @cached_property
+    def _text(self) -> str:
         whose, who = (f"{self.reader}'s", self.reader) if self.reader else ("your", "you")
         parts = []
         if self.interest:

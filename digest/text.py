@@ -43,7 +43,9 @@ def display_text(text: str | None) -> str:
     """
     if not text:
         return ""
-    if text.isascii() and text.isprintable():
+    if text.isprintable():
+        # Every unseen character is a control, format, surrogate or noncharacter code
+        # point, none of which str.isprintable allows: only whitespace is left to fold.
         return " ".join(text.split())
     # str.split() also splits on U+2028, U+2029 and other Unicode spaces.
     return " ".join(_UNSEEN.sub("", text).split())

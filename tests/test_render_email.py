@@ -27,6 +27,7 @@ import jinja2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from markupsafe import Markup
 
 import digest.render.email as email_module
 from digest.errors import ConfigError
@@ -41,6 +42,7 @@ from digest.render.email import (
     _FilledItem,
     _fit,
     _Fragment,
+    _indent,
     _item_view,
     _quoted_items,
     _quoted_printable,
@@ -1086,6 +1088,19 @@ cleaned_text = st.lists(
 def test_wrap_is_jinjas_wordwrap_without_breaking_words(text: str, width: int) -> None:
     lines = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
     assert wrap(text, width) == "\n".join(lines)
+
+
+@given(
+    st.text(st.sampled_from("ab \n\r\x0b\x1c\x85\u2028é")),
+    st.integers(0, 9) | st.sampled_from(["", "> ", "\t"]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_indent_is_jinjas(text: str, width: int | str, first: bool, blank: bool) -> None:
+    """`_indent` skips Jinja's per-line work for text without blank lines; the same text."""
+    expected = jinja2.filters.do_indent(text, width, first, blank)
+    assert _indent(text, width, first, blank) == expected
+    assert _indent(Markup(text), width, first, blank) == expected
 
 
 @given(st.text(st.sampled_from("ab \t\n\x00\u202e\ud800é")), st.integers(1, 20))

@@ -73,6 +73,13 @@ def test_display_text_is_one_clean_line_of_xml_text(text: str) -> None:
     assert display_text(shown) == shown  # renderers may apply it twice
 
 
+@given(HOSTILE_TEXT | st.text(st.characters(categories=["L", "M", "N", "P", "S", "Zs"])))
+def test_display_text_of_printable_text_only_folds_whitespace(text: str) -> None:
+    """The fast path for printable text (every unseen character is unprintable) gives
+    what dropping the unseen characters and folding whitespace gives."""
+    assert display_text(text) == " ".join(_UNSEEN.sub("", text).split())
+
+
 @given(st.text(alphabet=st.characters(categories=["L", "N", "P", "S"])))
 def test_display_text_leaves_visible_text_alone(text: str) -> None:
     assert display_text(text) == text

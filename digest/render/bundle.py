@@ -17,7 +17,7 @@ from datetime import date, datetime
 from functools import cached_property
 from multiprocessing import get_context
 
-from digest.children import die_with_parent
+from digest.children import die_with_parent, keep_heap
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.email import EmailSettings, render_email
 from digest.render.feeds import KINDS, FeedSettings, render_feeds
@@ -224,6 +224,7 @@ def _init(ctx: RenderContext, parent: int, papers: tuple[StoredItem, ...] = ()) 
     _WORKER["ctx"] = ctx
     _PAPERS = papers
     _quiet_collector()
+    keep_heap()
     # `parent` comes from the parent itself: if it died before this worker got here,
     # os.getppid() would already name init, and the watch below would wait forever.
     die_with_parent(parent)

@@ -236,7 +236,7 @@ def _qp_lines(lines: str) -> bytes:
 _qp_line = lru_cache(maxsize=32768)(_qp_lines)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made for every pick of every email, and never kept
 class ItemView:
     """One pick, cleaned and trimmed for display; every URL here is http(s)."""
 
@@ -763,7 +763,7 @@ class _Fragment:
 
     def size(self, values: dict[str, str]) -> int:
         """The UTF-8 size of the fragment filled with `values`."""
-        return self.fixed_size + sum(map(_utf8_size, self.slotted.values(values)))
+        return self.fixed_size + _utf8_size("".join(self.slotted.values(values)))
 
 
 def _filled(slotted: Slotted, values: dict[str, str]) -> str:
@@ -862,7 +862,7 @@ def text_template(templates: str | None = None) -> jinja2.Template:
 @lru_cache(maxsize=8)
 def _text_environment(templates: str | None) -> jinja2.Environment:
     env = environment(templates).overlay()
-    # An overlay shares its parent's dict. `indent` is Jinja's, cached like `wrap`.
+    # An overlay shares its parent's dict. `indent` is Jinja's, with a fast path (`_indent`).
     env.filters = {**env.filters, "wrap": _slot_filter(wrap), "indent": _slot_filter(_indent)}
     return env
 
@@ -918,9 +918,26 @@ def wrap(text: str, width: int) -> str:
     return "\n".join(_line_pattern(max(width, 1)).findall(" ".join(text.split())))
 
 
-@lru_cache(maxsize=16384)
 def _indent(text: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    """Jinja's `indent`, without its per-line work for the common text: no blank line.
+
+    The text part indents each item's wrapped reason, a text no other email holds, so
+    the result cannot be cached. Lines that are all non-empty and broken only at
+    "\n" are indented by one replace; anything else goes to Jinja (a test checks both
+    agree).
+    """
+    if (
+        type(text) is str and text and text[0] != "\n" and text[-1] != "\n"
+        and "\n\n" not in text and _OTHER_LINE_BREAKS.search(text) is None
+    ):  # fmt: skip
+        indention = width if isinstance(width, str) else " " * width
+        indented = text.replace("\n", "\n" + indention)
+        return indention + indented if first else indented
     return jinja2.filters.do_indent(text, width, first, blank)
+
+
+#: What str.splitlines breaks at besides "\n".
+_OTHER_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 @lru_cache(maxsize=16)
@@ -995,10 +1012,13 @@ def _paper_view(item: StoredItem) -> tuple[str, str, str, tuple[tuple[str, str],
     )
 
 
-@lru_cache(maxsize=4096)
 def _why(why: Explanation) -> tuple[tuple[tuple[str, str], ...], str]:
-    """The reason as (label, value) parts and as one line; readers share many reasons."""
-    return _why_parts(why), clean(why.text())
+    """The reason as (label, value) parts and as one line.
+
+    Not cached: a reason names the reader's own closest past paper and the terms shared
+    with the reader's history, so hardly two picks share one (a cache only cost time).
+    """
+    return _why_parts(why), why.shown()
 
 
 def _excerpt(text: str | None, limit: int) -> str:

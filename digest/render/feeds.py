@@ -391,10 +391,9 @@ def _xml(text: str) -> str:
     return text
 
 
-@lru_cache(maxsize=4096)  # readers with the same interests share reasons
 def _why(why: Explanation) -> bytes:
-    """The reason as it goes into an entry body."""
-    return _html_as_xml(_line(why.text(), ABSTRACT_LIMIT)).encode()
+    """The reason as it goes into an entry body (not cached: see `email._why`)."""
+    return _html_as_xml(_cut(why.shown(), ABSTRACT_LIMIT)).encode()
 
 
 def _html_as_xml(text: str) -> str:
@@ -499,7 +498,11 @@ def _linkable(url: str) -> bool:
 
 def _line(value: str | None, limit: int) -> str:
     """Item text as one line a reader sees, at most `limit` characters (XML-safe too)."""
-    text = display_text(value)
+    return _cut(display_text(value), limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    """A line a reader sees (`display_text` made it) cut to at most `limit` characters."""
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]

@@ -156,7 +156,11 @@ def escape_markdown(text: str | None) -> str:
     A backslash goes before every ASCII punctuation character. (One `str.replace` per
     character present: an order of magnitude faster than `str.translate` with a dict.)
     """
-    text = plain_text(text)
+    return _escape_punctuation(plain_text(text))
+
+
+def _escape_punctuation(text: str) -> str:
+    """`escape_markdown` of a text `plain_text` made already."""
     if "\\" in text:
         text = text.replace("\\", "\\\\")
     for ch in _MD_PUNCTUATION:
@@ -169,7 +173,13 @@ def link_destination(url: str | None) -> str | None:
     """A markdown link destination for an http(s) URL; None for anything else."""
     if not is_web_url(url):
         return None
-    assert url is not None  # is_web_url said so
+    return _destination(url)
+
+
+def _destination(url: str | None) -> str | None:
+    """`link_destination` of a URL known to be http(s) already, or of None."""
+    if url is None:
+        return None
     if _DESTINATION_AS_IS.fullmatch(url):
         return url  # what quote() would give: nothing in it to percent-encode
     return quote(url, safe=_URL_SAFE)
@@ -208,7 +218,7 @@ def _yaml_char(ch: str) -> str:
     return ch
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made for every pick of every post, and never kept
 class _Entry:
     """One pick as the template sees it: every string already markdown."""
 
@@ -234,7 +244,8 @@ class _Paper:
 
 def _entry(digest: ReaderDigest, pick: Pick, links: Links) -> _Entry:
     paper = _paper(pick.item)
-    dest = link_destination(links.pick(digest.audience, pick.item, digest.day).url)
+    # Links.pick gives only http(s) URLs (or None): no need to check them again.
+    dest = _destination(links.pick(digest.audience, pick.item, digest.day).url)
     title = f"[{paper.label}]({dest})" if dest and paper.label else paper.label
     return _Entry(
         rank=pick.rank,
@@ -261,9 +272,9 @@ def _paper(item: StoredItem) -> _Paper:
     )
 
 
-@lru_cache(maxsize=4096)  # readers with the same interests share reasons
 def _why(why: Explanation) -> str:
-    return escape_markdown(why.text())
+    """The reason as markdown (not cached: hardly two picks share a reason)."""
+    return _escape_punctuation(why.shown())
 
 
 def _entry_text(entry: _Entry, item: StoredItem, templates: str | None) -> str:
