@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
 
 from digest.text import display_text
 
@@ -95,20 +94,6 @@ class Explanation:
 
     def text(self) -> str:
         """One line: the parts joined with '; ', or the collaborative fallback."""
-        return self._text
-
-    def shown(self) -> str:
-        """`text()` as a reader is shown it (`display_text`: no unseen characters, no runs
-        of whitespace), for every format alike."""
-        return self._shown
-
-    # Each made once per pick: the email, the feeds and the wiki post all show it.
-    @cached_property
-    def _shown(self) -> str:
-        return display_text(self._text)
-
-    @cached_property
-    def _text(self) -> str:
         whose, who = (f"{self.reader}'s", self.reader) if self.reader else ("your", "you")
         parts = []
         if self.interest:
@@ -118,6 +103,18 @@ class Explanation:
         if self.terms:
             parts.append("shared terms: " + ", ".join(self.terms))
         return "; ".join(parts) or "readers with similar interests read papers like this"
+
+    def shown(self) -> str:
+        """`text()` as a reader is shown it (`display_text`: no unseen characters, no runs
+        of whitespace), for every format alike."""
+        # Kept on the instance (a frozen dataclass still has a __dict__, and the fields
+        # alone make its equality and hash): the email, the feeds and the wiki post each
+        # show it, and only the first pays.
+        memo = self.__dict__
+        shown = memo.get("_shown")
+        if shown is None:
+            shown = memo["_shown"] = display_text(self.text())
+        return shown
 
     def to_json(self) -> dict:
         """A JSON object (stored with each planned pick)."""

@@ -21,6 +21,7 @@ from conftest import HOSTILE, ROOT, TODAY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from markupsafe import escape
 
 import digest.render.feeds as feeds_module
 from digest.records import Explanation, Pick, ReaderDigest, StoredItem
@@ -32,6 +33,7 @@ from digest.render.feeds import (
     MEDIA_TYPES,
     TITLE_LIMIT,
     FeedSettings,
+    _html_as_xml,
     _linkable,
     entry_id,
     feed_tag,
@@ -730,6 +732,12 @@ def _xml_char(c: str) -> bool:
 def test_a_link_is_an_http_url_xml_can_carry(url: str) -> None:
     """The renderer's quick link check agrees with `is_web_url` plus XML's characters."""
     assert _linkable(url) == (is_web_url(url) and all(map(_xml_char, url)))
+
+
+@given(st.text(st.sampled_from("a &<>\"'#;é")))
+def test_entry_body_text_is_escaped_as_html_then_as_xml(text: str) -> None:
+    """The one-pass escape is markupsafe's escape applied twice."""
+    assert _html_as_xml(text) == str(escape(str(escape(text))))
 
 
 # --- settings and inputs the caller must fix --------------------------------------

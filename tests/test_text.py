@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Callable
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from digest.records import Explanation
 from digest.text import (
     UNSEEN_CHARS,
     clean_text,
@@ -239,3 +241,15 @@ def test_clean_text_drops_every_bidi_control_display_text_drops() -> None:
 def test_a_muted_word_matches_a_title_hiding_an_isolate_once_cleaned() -> None:
     texts = [clean_text("Ro\u2066botic Grasping in Clutter"), "Graph Networks"]
     assert phrase_matches(texts, ["robot"]) == {"robot": {0}}
+
+
+@given(HOSTILE_TEXT, HOSTILE_TEXT)
+def test_a_reason_is_shown_as_display_text_of_its_text(interest: str, title: str) -> None:
+    """`Explanation.shown` is kept on the instance once made: the record still equals
+    and hashes as one that never showed it, and pickles to one that shows the same."""
+    why = Explanation(interest=interest, because_title=title, terms=("a", title))
+    fresh = Explanation(interest=interest, because_title=title, terms=("a", title))
+    assert why.shown() == display_text(why.text())
+    assert why.shown() is why.shown()
+    assert why == fresh and hash(why) == hash(fresh)
+    assert pickle.loads(pickle.dumps(why)).shown() == fresh.shown()
