@@ -915,7 +915,21 @@ def wrap(text: str, width: int) -> str:
     one space. On cleaned text this is Jinja's `wordwrap(width, break_long_words=False,
     break_on_hyphens=False)`, many times faster: that one goes through textwrap.
     """
-    return "\n".join(_line_pattern(max(width, 1)).findall(" ".join(text.split())))
+    text = " ".join(text.split())
+    width = max(width, 1)
+    lines = []
+    start, end = 0, len(text)
+    while end - start > width:
+        # The last space that ends a line of at most `width`; else the whole next word.
+        cut = text.rfind(" ", start + 1, start + width + 1)
+        if cut < 0:
+            cut = text.find(" ", start + width)
+            if cut < 0:
+                break
+        lines.append(text[start:cut])
+        start = cut + 1
+    lines.append(text[start:])
+    return "\n".join(lines)
 
 
 def _indent(text: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
@@ -938,13 +952,6 @@ def _indent(text: str, width: int | str = 4, first: bool = False, blank: bool = 
 
 #: What str.splitlines breaks at besides "\n".
 _OTHER_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-
-
-@lru_cache(maxsize=16)
-def _line_pattern(width: int) -> re.Pattern[str]:
-    # The longest run of at most `width` characters that ends before a space or at the
-    # end; failing that (a word longer than `width`), the whole next word.
-    return re.compile(rf"\S.{{0,{width - 1}}}(?= |$)|\S+")
 
 
 def trim(text: str, limit: int) -> str:
