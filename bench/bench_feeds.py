@@ -68,13 +68,22 @@ def windows(readers: int, days: int, per_day: int, seed: int) -> Iterator[list[R
     letters = "abcdefghijklmnopqrstuvwxyz"
     vocab = ["".join(rnd.choices(letters, k=rnd.randint(3, 10))) for _ in range(5000)]
     pools = [make_items(rnd, vocab, d, 1000) for d in range(days)]
-    interests = [Explanation(interest=w, terms=(w, rnd.choice(vocab))) for w in vocab[:50]]
+    past = [" ".join(rnd.choices(vocab, k=8)).capitalize() for _ in range(5000)]
+
+    def reason() -> Explanation:
+        """As varied as a run's: each names one of the reader's past papers and its terms."""
+        w = rnd.choice(vocab[:50])
+        return Explanation(
+            interest=w if rnd.random() < 0.5 else None, because_title=rnd.choice(past),
+            terms=(w, rnd.choice(vocab)),
+        )  # fmt: skip
+
     for r in range(readers):
         window = []
         for d, pool in enumerate(pools):
             chosen = rnd.sample(pool, per_day)
             picks = tuple(
-                Pick(fresh(item), rank, 1.0 / rank, rnd.choice(interests))
+                Pick(fresh(item), rank, 1.0 / rank, reason())
                 for rank, item in enumerate(chosen, start=1)
             )
             window.append(ReaderDigest(f"reader{r}", TODAY - timedelta(days=d), picks))
