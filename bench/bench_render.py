@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Only light imports here: the render workers are spawned and import this module again.
-from common import machine, peak_rss_mb, vocabulary, write_section
+from common import CpuSteal, machine, peak_rss_mb, vocabulary, write_section
 
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.bundle import POOL_THRESHOLD, RenderContext, RenderJob, _workers, render_all
@@ -99,16 +99,19 @@ def main() -> None:
         authority="digest.example.org",
     )  # fmt: skip
     load = os.getloadavg()[0]
-    runs = []
+    runs, stolen = [], []
     for _ in range(args.repeat):
         started = time.perf_counter()
         total = 0
-        for rendered in render_all(work, ctx):
-            total += len(rendered.email or b"") + sum(map(len, rendered.feeds.values()))
-            total += len(rendered.post.text) if rendered.post else 0
+        with CpuSteal() as steal:
+            for rendered in render_all(work, ctx):
+                total += len(rendered.email or b"") + sum(map(len, rendered.feeds.values()))
+                total += len(rendered.post.text) if rendered.post else 0
         runs.append(time.perf_counter() - started)
+        stolen.append(steal.share)
     seconds = statistics.median(runs)
     spread = ", ".join(f"{args.readers / s:.0f}" for s in runs)
+    steals = ", ".join("?" if share is None else f"{share:.0%}" for share in stolen)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     workers = _workers() if len(work) >= POOL_THRESHOLD else 0
     cpu = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -124,6 +127,8 @@ def main() -> None:
         f"{total / 2**20:.0f} MiB rendered; {workers} render workers; "
         f"CPU {cpu_s / args.readers / args.repeat * 1000:.1f} ms per reader (all processes, "
         "setup included)\n"
+        f"- CPU time the hypervisor gave to other guests during each run (/proc/stat steal): "
+        f"{steals}\n"
         f"- Peak RSS: this process {peak_rss_mb():.0f} MB, largest worker {children:.0f} MB, "
         f"at most {peak_rss_mb() + workers * children:.0f} MB together (target < 1 GB)\n"
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from digest.sysinfo import machine
 
-__all__ = ["machine", "peak_rss_mb", "vocabulary"]
+__all__ = ["CpuSteal", "machine", "peak_rss_mb", "vocabulary"]
 
 SEEDS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "seeds"
 
@@ -24,6 +24,36 @@ def vocabulary() -> list[str]:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class CpuSteal:
+    """The share of this machine's CPU time its hypervisor gave to other guests.
+
+    On a shared virtual machine the same work can take a third longer from one hour to
+    the next; /proc/stat's `steal` column says how much of that was time taken away. Read
+    it around a timed run: `with CpuSteal() as steal: ...`, then `steal.share`. None where
+    /proc/stat is missing or has no steal column.
+    """
+
+    def __enter__(self) -> CpuSteal:
+        self._start = _cpu_ticks()
+        self.share: float | None = None
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        end = _cpu_ticks()
+        if self._start and end:
+            spent = [b - a for a, b in zip(self._start, end, strict=True)]
+            total = sum(spent[:8])  # user nice system idle iowait irq softirq steal
+            self.share = spent[7] / total if total else None
+
+
+def _cpu_ticks() -> list[int] | None:
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    return [int(f) for f in fields] if len(fields) >= 8 else None
 
 
 def write_section(path: str, name: str, body: str) -> None:
