@@ -18,8 +18,9 @@ import time
 _PR_SET_PDEATHSIG = 1
 #: glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-#: Allocations below this come from the heap, and the heap keeps up to this much free.
-_HEAP_KEEP = 64 * 2**20
+#: Allocations below this come from the heap, and the heap keeps up to this much free
+#: (glibc accepts an mmap threshold up to 32 MiB on 64-bit systems).
+_HEAP_KEEP = 32 * 2**20
 
 
 def die_with_parent(parent: int) -> None:
@@ -51,12 +52,14 @@ def keep_heap() -> None:
     a chunk of them (a few MB) back to the parent. glibc serves such sizes with a fresh
     mmap each time and unmaps them when freed, so every chunk paid again for zeroed
     pages: about 75 page faults per reader, a tenth of the worker's CPU in the kernel.
-    Served from the heap and kept there when freed, the same memory is reused. A no-op
-    where the C library is not glibc.
+    Served from the heap and kept there when freed, the same memory is reused: a worker
+    holds up to `_HEAP_KEEP` more than it would. A no-op where the C library is not glibc.
     """
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_KEEP)
-        libc.mallopt(_M_TRIM_THRESHOLD, _HEAP_KEEP)
+        # Setting the trim threshold alone would pin the mmap threshold at its default,
+        # the opposite of the aim: only when glibc took the first (1) set the second.
+        if libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_KEEP) == 1:
+            libc.mallopt(_M_TRIM_THRESHOLD, _HEAP_KEEP)

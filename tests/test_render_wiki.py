@@ -274,6 +274,17 @@ def test_a_template_folder_overrides_the_bundled_post(tmp_path: Path) -> None:
     assert post.text == "Efficient Models\\: papers for 2026\\-03\\-11\n1 Paper 1\n"
 
 
+def test_an_overridden_item_without_a_final_line_break_still_starts_each_entry_on_a_line(
+    tmp_path: Path,
+) -> None:
+    """The bundled post puts a line break after each entry whatever the item template ends
+    with: an overridden `post_item.md.j2` need not end in a blank line."""
+    (tmp_path / "post_item.md.j2").write_text("## {{ entry.rank }}. {{ entry.title }}")
+    digest = team_digest(pick(item(1, url=None)), pick(item(2, url=None), 2))
+    post = render_post(digest, TEAM, Links(), templates=str(tmp_path))
+    assert "\n## 1. Paper 1\n" in post.text and "\n## 2. Paper 2\n" in post.text
+
+
 # -- escaping -----------------------------------------------------------------------------
 
 
