@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -110,9 +110,13 @@ def test_a_reader_unsubscribes_from_a_real_email_in_chromium(
         button = browser.find_element(By.TAG_NAME, "button")
         assert button.text == "Unsubscribe" and button.is_displayed() and button.is_enabled()
         button.click()
-        # The old page's heading may go stale while it is read: the new page replaces it.
-        WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
-            lambda b: b.find_element(By.TAG_NAME, "h1").text == "Unsubscribed"
+        # The heading is read in one script call, so no element is held across the
+        # navigation: a found element could leave the document before its text was read
+        # (stale, or "Node ... does not belong to the document"). Errors while the new
+        # page loads are retried until the wait's end.
+        heading = "return document.querySelector('h1')?.textContent.trim()"
+        WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
+            lambda b: b.execute_script(heading) == "Unsubscribed"
         )
         assert "grace will get no more digests." in browser.find_element(By.TAG_NAME, "main").text
         assert browser.current_url == link.replace(PLACEHOLDER, server.base)
