@@ -46,14 +46,15 @@ def die_with_parent(parent: int) -> None:
 
 
 def keep_heap() -> None:
-    """Let this worker reuse its freed memory for large buffers instead of the kernel's.
+    """Let this process reuse its freed memory for large buffers instead of the kernel's.
 
     A render worker makes each reader's email, feeds and post (about 200 KB) and pickles
-    a chunk of them (a few MB) back to the parent. glibc serves such sizes with a fresh
-    mmap each time and unmaps them when freed, so every chunk paid again for zeroed
-    pages: about 75 page faults per reader, a tenth of the worker's CPU in the kernel.
-    Served from the heap and kept there when freed, the same memory is reused: a worker
-    holds up to `_HEAP_KEEP` more than it would. A no-op where the C library is not glibc.
+    a chunk of them (a few MB) back to the parent, which unpickles it. glibc serves such
+    sizes with a fresh mmap each time and unmaps them when freed, so every chunk paid
+    again for zeroed pages: about 75 page faults per reader in a worker, a tenth of its
+    CPU in the kernel. Served from the heap and kept there when freed, the same memory is
+    reused: a process holds up to `_HEAP_KEEP` more than it would. A no-op where the C
+    library is not glibc.
     """
     if not sys.platform.startswith("linux"):
         return

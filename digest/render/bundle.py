@@ -128,6 +128,7 @@ def render_all(jobs: Sequence[RenderJob], ctx: RenderContext) -> Iterator[Render
     if len(jobs) < POOL_THRESHOLD:
         yield from (render_job(job, ctx) for job in jobs)
         return
+    keep_heap()  # this process unpickles every chunk the workers return: a few MB each
     papers = Papers(jobs)
     with ProcessPoolExecutor(
         max_workers=_workers(),
