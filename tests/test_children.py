@@ -86,7 +86,6 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_a_worker_that_keeps_its_heap_reuses_large_buffers() -> None:
     """A worker's large buffers (a chunk of emails, pickled) come back from its own heap:
     without `keep_heap` glibc maps each anew and the kernel faults it in page by page."""
