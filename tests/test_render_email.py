@@ -44,8 +44,10 @@ from digest.render.email import (
     _Fragment,
     _indent,
     _item_view,
-    _quoted_items,
+    _plain_segment,
+    _qp_segment,
     _quoted_printable,
+    _quoted_values,
     _to,
     clean,
     compile_html,
@@ -328,10 +330,8 @@ def test_quoted_printable_in_pieces_is_the_whole_body_encoded_at_once(
 ) -> None:
     body += "\n" if final_newline else ""
     whole = body.replace("\r\n", "\n").replace("\r", "\n").removesuffix("\n") + "\n"
-    expected = binascii.b2a_qp(
-        whole.replace("\n", "\r\n").encode(), quotetabs=False, istext=True, header=False
-    )
-    assert _quoted_printable(body) == expected
+    expected = _quoted_printable(body)
+    assert_quoted_printable_of(expected, whole)
     assert _quoted_printable(body, reuse=True) == expected
     assert _quoted_printable(body, reuse=True) == expected  # reused lines too
 
@@ -772,10 +772,15 @@ def encoded_as_a_whole(mail: RenderedEmail) -> RenderedEmail:
     return replace(mail, text_qp=None, html_qp=None)
 
 
-def bodies(raw: bytes) -> list[bytes]:
-    """The encoded body parts of a message, as they are on the wire."""
-    boundary = email.message_from_bytes(raw, policy=email.policy.default).get_boundary()
-    return [part.split(b"\r\n\r\n", 1)[1] for part in raw.split(boundary.encode())[1:-1]]
+def assert_quoted_printable_of(encoded: bytes, text: str) -> None:
+    """`encoded` is valid quoted-printable (RFC 2045) that decodes to `text` with CRLFs."""
+    lines = encoded.split(b"\r\n")
+    assert lines[-1] == b"", "a body or piece that does not end in a line end"
+    for line in lines[:-1]:
+        assert len(line) <= 76, line
+        assert re.fullmatch(rb"(?:[!-<>-~ \t]|=[0-9A-F]{2})*=?", line), line
+        assert not line.endswith((b" ", b"\t")), f"unprotected trailing blank in {line!r}"
+    assert binascii.a2b_qp(encoded) == text.replace("\n", "\r\n").encode()
 
 
 @pytest.mark.parametrize(
@@ -789,24 +794,81 @@ def bodies(raw: bytes) -> list[bytes]:
     ],
     ids=["twenty", "cut", "empty", "escapes", "team"],
 )
-def test_bodies_made_of_encoded_pieces_are_the_whole_bodies_encoded(digest: ReaderDigest) -> None:
-    """Each item's lines are encoded once per paper and the page between them per email:
-    the same bytes as encoding each body whole."""
+def test_bodies_made_of_encoded_pieces_decode_to_the_whole_bodies(digest: ReaderDigest) -> None:
+    """Each page's and item's text is encoded once and each email's values per email:
+    valid quoted-printable that reads back as the whole bodies do."""
     mail = rendered(digest)
     assert mail.text_qp is not None and mail.html_qp is not None  # the bundled templates
-    assert mail.text_qp == _quoted_printable(mail.text)
-    assert mail.html_qp == _quoted_printable(mail.html)
-    assert bodies(mail.as_bytes()) == bodies(encoded_as_a_whole(mail).as_bytes())
+    assert_quoted_printable_of(mail.text_qp, mail.text.removesuffix("\n") + "\n")
+    assert_quoted_printable_of(mail.html_qp, mail.html.removesuffix("\n") + "\n")
+    assert mime_view(mail.as_bytes()) == mime_view(encoded_as_a_whole(mail).as_bytes())
 
 
-def test_a_value_holding_the_run_break_leaves_the_body_to_be_encoded_whole() -> None:
-    """An email's runs of lines are encoded together and cut apart at `=01` lines: a
-    value that made one of its own (no item text or link can) must not shift them."""
-    fragment = _Fragment.of(f"<p>fixed</p>\n<a href={slot('url')}>\n<p>more</p>")
-    good, odd, breaking = {"url": "https://x.org/a"}, {"url": "x\n\x01"}, {"url": "\n\x01\n"}
-    encoded = _quoted_items([(fragment, good), (fragment, odd)])
-    assert encoded == [_quoted_printable(fragment.fill(v)) for v in (good, odd)]
-    assert _quoted_items([(fragment, good), (fragment, breaking)]) == [None, None]
+#: Values and page text that test encoding in pieces: blanks at either end, "=", a lone
+#: dot, line ends inside and at the end, long runs with and without spaces, non-ASCII.
+qp_pieces = st.lists(
+    st.one_of(
+        st.text(st.sampled_from("ab =\t.é👩\n"), max_size=30),
+        st.builds(
+            lambda n, tail: "x" * n + tail,
+            st.integers(70, 400),
+            st.sampled_from(["", " ", "=", "é", "\n", " \n"]),
+        ),
+    ),
+    max_size=8,
+)
+
+
+@given(qp_pieces)
+def test_values_encoded_together_are_each_a_piece_that_ends_a_line(values: list[str]) -> None:
+    """`_quoted_values` gives each value as `_qp_segment` would: valid lines ending in a
+    line end (a soft break unless the value ends in its own), whatever is around it."""
+    encoded = _quoted_values([values])
+    assert encoded is not None and set(encoded) == set(values)
+    for value in values:
+        piece = encoded[value]
+        assert binascii.a2b_qp(piece) == binascii.a2b_qp(_qp_segment(value))
+        if value:
+            hard = value.endswith("\n")
+            assert_quoted_printable_of(
+                piece + (b"" if hard else b"\r\n"), value + ("" if hard else "\n")
+            )
+
+
+@given(qp_pieces)
+def test_pieces_put_together_decode_to_the_text_put_together(pieces: list[str]) -> None:
+    """A soft break vanishes when decoded: pieces encoded apart read back as one text."""
+    text = "".join(pieces) + "\n"
+    encoded = b"".join(map(_qp_segment, [*pieces, "\n"]))
+    assert_quoted_printable_of(encoded, text)
+
+
+@given(
+    st.text(
+        st.characters(min_codepoint=32, max_codepoint=126, blacklist_characters="="), max_size=400
+    )
+)
+def test_plain_values_need_only_soft_breaks(value: str) -> None:
+    """Printable ASCII without "=" skips the encoder: the same lines decoded."""
+    plain = _plain_segment(value)
+    assert binascii.a2b_qp(plain) == binascii.a2b_qp(_qp_segment(value))
+    assert plain.replace(b"=\r\n", b"") == value.encode()
+    if value:
+        assert_quoted_printable_of(plain + b"\r\n", value + "\n")
+
+
+def test_a_value_holding_the_value_break_leaves_the_bodies_to_be_encoded_whole() -> None:
+    """An email's values are encoded together and cut apart at `=02`, `=01` lines: a
+    value that held such a break of its own (no item text or link can) must not shift
+    them, nor may a carriage return (read as a line end) go into a piece."""
+    odd = "x\n\x01\n\x02"
+    encoded = _quoted_values([["https://x.org/a", "é", odd]])
+    assert encoded is not None
+    assert binascii.a2b_qp(encoded[odd]) == odd.replace("\n", "\r\n").encode()
+    assert _quoted_values([["https://x.org/a", "é\x02\n\x01\n", "é"]]) is None
+    assert _quoted_values([["é\rx"]]) is None
+    fragment = _Fragment.of(f"<p>fixed</p>\n<a href={slot('url')}>\n<p>mo\x02re</p>")
+    assert fragment.quoted is None
 
 
 def test_an_item_placed_mid_line_by_an_override_is_encoded_with_the_whole_body(
@@ -833,7 +895,7 @@ def test_a_text_template_laying_out_the_items_itself_still_works(tmp_path: Path)
     assert lines[0].startswith(f"1: PAPER 1: SPARSE ATTENTION FOR LONG DOCUMENTS {BASE}/c/")
     assert lines[1].startswith("2: PAPER 2")
     assert max(len(line) for line in lines[2:]) <= 30
-    assert bodies(mail.as_bytes()) == bodies(encoded_as_a_whole(mail).as_bytes())
+    assert mime_view(mail.as_bytes()) == mime_view(encoded_as_a_whole(mail).as_bytes())
 
 
 @pytest.mark.parametrize("links", [TRACKED, PLAIN], ids=["tracked", "plain"])
@@ -933,7 +995,9 @@ def test_a_shared_page_filled_in_is_the_page_rendered_for_this_email(
     for mail, (digest, kw) in zip(shared, cases, strict=True):
         alone = rendered(digest, reader, links, **kw)
         assert (mail.html, mail.text, mail.shown) == (alone.html, alone.text, alone.shown)
-        assert (mail.html_qp, mail.text_qp) == (alone.html_qp, alone.text_qp)
+        assert mail.html_qp and mail.text_qp and alone.html_qp and alone.text_qp
+        assert binascii.a2b_qp(mail.html_qp) == binascii.a2b_qp(alone.html_qp)
+        assert binascii.a2b_qp(mail.text_qp) == binascii.a2b_qp(alone.text_qp)
 
 
 def test_readers_sharing_a_page_each_get_their_own_values() -> None:
@@ -1006,7 +1070,7 @@ def test_a_page_ending_in_an_item_without_a_line_end_encodes_as_the_whole_body(
 ) -> None:
     (tmp_path / "email.txt.j2").write_text("{{ item_text|join('\n') }}", encoding="utf-8")
     mail = rendered(digest_of([item(1), item(2)]), templates=str(tmp_path))
-    assert bodies(mail.as_bytes()) == bodies(encoded_as_a_whole(mail).as_bytes())
+    assert mime_view(mail.as_bytes()) == mime_view(encoded_as_a_whole(mail).as_bytes())
 
 
 def hostile_links_digest(url: str) -> ReaderDigest:

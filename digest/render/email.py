@@ -21,7 +21,7 @@ import random
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -31,7 +31,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from functools import cached_property, lru_cache, wraps
-from itertools import groupby
+from itertools import chain
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -228,12 +228,63 @@ _QP_CACHED_LINE = 120
 def _qp_lines(lines: str) -> bytes:
     """Lines (LF between them) as quoted-printable, with CRLF line ends, ending in one."""
     data = f"{lines}\n".replace("\n", "\r\n").encode()
-    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    if b"=20\r\n" in encoded or b"=09\r\n" in encoded:
+        # binascii writes a blank that ends a line as =20 or =09 past the 76th column
+        # when the line is full: RFC 2045 allows 76 characters; move it to a line of its own.
+        encoded = _OVERLONG_BLANK_END.sub(rb"\1=\r\n\2", encoded)
+    return encoded
+
+
+_OVERLONG_BLANK_END = re.compile(rb"(?m)^([^\r\n]{74,})(=(?:20|09)\r)$")
 
 
 # Long lines that recur (most of an email) are encoded once. A line seen once costs a
 # slot until pushed out; the size holds a day's papers' lines with room to spare.
 _qp_line = lru_cache(maxsize=32768)(_qp_lines)
+
+#: Characters before a soft break's "=": RFC 2045 allows 76 in an encoded line.
+_QP_WIDTH = 75
+_SOFT_BREAK = "=\r\n"
+#: What ends a text encoded with `_qp_lines(text + "\x02")`: the U+0002 sentinel that
+#: keeps the text's last character off the end of the data, and the line end.
+_QP_SENTINEL = b"=02\r\n"
+#: Between two values encoded together: each value's sentinel, then a line that is one
+#: U+0001 (no item text or link holds either: `display_text` drops them, links are
+#: checked); cut apart at their encoding.
+_VALUE_BREAK = "\x02\n\x01\n"
+_QUOTED_VALUE_BREAK = b"=02\r\n=01\r\n"
+#: What text encoded in pieces may not hold: see `_Fragment.quoted`.
+_UNPIECED = re.compile("[\r\x01\x02]")
+
+
+def _qp_segment(text: str) -> bytes:
+    """`text` as quoted-printable that begins a line and ends in a line end: its own
+    when the text ends in one, else a soft break (`=` CRLF).
+
+    Quoted-printable carries nothing across a line end, and a soft break vanishes when
+    decoded, so a body can be encoded in such pieces: the text around a page's or an
+    item's slots once, and each email only its values. (The encoded lines differ from
+    the whole body's encoding; they decode to the same body.)
+    """
+    if not text:
+        return b""
+    if text[-1] == "\n":
+        return _qp_lines(text[:-1])
+    return _soft_end(_qp_lines(text + "\x02")[: -len(_QP_SENTINEL)])
+
+
+def _soft_end(encoded: bytes) -> bytes:
+    """Encoded text made to end in a line end: a soft break unless it ends in one."""
+    return encoded if not encoded or encoded[-2:] == b"\r\n" else encoded + b"=\r\n"
+
+
+def _plain_segment(value: str) -> bytes:
+    """`_qp_segment` of printable ASCII without "=": the value, cut by soft breaks."""
+    if len(value) <= _QP_WIDTH:
+        return f"{value}{_SOFT_BREAK}".encode() if value else b""
+    lines = [value[n : n + _QP_WIDTH] for n in range(0, len(value), _QP_WIDTH)]
+    return f"{_SOFT_BREAK.join(lines)}{_SOFT_BREAK}".encode()
 
 
 @dataclass(slots=True)  # not frozen: made for every pick of every email, and never kept
@@ -308,8 +359,10 @@ def render_email(
     def text() -> str:
         return text_shell.fill(text_values, [item.text for item in filled[:shown]])
 
-    html_qp = html_shell.quoted(html_values, _quoted_items([i.html_fill for i in filled[:shown]]))
-    text_qp = text_shell.quoted(text_values, _quoted_items([i.text_fill for i in filled[:shown]]))
+    html_qp, text_qp = _quoted_bodies(
+        (html_shell, html_values, [item.html_fill for item in filled[:shown]]),
+        (text_shell, text_values, [item.text_fill for item in filled[:shown]]),
+    )
     message_id = make_message_id(digest, settings.list_id)
     headers = _headers(recipient, settings, subject, now, message_id, unsubscribe, mailto)
     return RenderedEmail(
@@ -447,19 +500,17 @@ class _Probe:
 class _Shell:
     """A rendered page holding slots for its values and its items (`i0`, `i1`, ...).
 
-    Also kept in the pieces its quoted-printable form is made of, as `_Fragment` keeps
-    an item: its lines without a slot encoded once, here; each item on lines of its own,
-    put in as the item's own encoding; and the runs of lines with a value, filled and
-    encoded per email.
+    Also kept as the pieces its quoted-printable form is made of (`quoted_page`): the
+    text between its slots encoded once, here; each email encodes only its values
+    (`_quoted_values`) and puts in each item's own encoding.
     """
 
     slotted: Slotted
-    #: Encoded lines (bytes), an item (its number) or the next run (None), in order;
-    #: None when some item shares a line with the page's text, or the page holds a
-    #: carriage return (then the body is encoded whole).
-    pieces: tuple[bytes | int | None, ...] | None
-    #: The runs of lines with a value, joined by `_RUN_BREAK`.
-    runs: Slotted
+    #: The text around the slots, encoded (see `quoted_page`); None when the page
+    #: cannot be encoded in pieces (then the body is encoded whole).
+    quoted: tuple[bytes, ...] | None
+    #: Each slot as it is filled in the encoded page: an item's number, or a value's name.
+    quoted_slots: tuple[int | str, ...]
     #: Slots a filter made of a value, e.g. `reason|wrap(72,)` (see `_slot_filter`).
     derived: tuple[str, ...]
     #: The UTF-8 size of the text around the slots.
@@ -478,8 +529,10 @@ class _Shell:
                 continue
             raise ValueError(f"unknown slot {name!r}")
         size = sum(map(_utf8_size, slotted.parts[::2]))
-        pieces, runs = _shell_pieces(page)
-        return cls(slotted, pieces, Slotted.of(_RUN_BREAK.join(runs)), tuple(derived), size)
+        slots = tuple(
+            int(name[1:]) if _ITEM_SLOT.fullmatch(name) else name for name in slotted.parts[1::2]
+        )
+        return cls(slotted, quoted_page(slotted.parts), slots, tuple(derived), size)
 
     def derive(self, values: dict[str, str]) -> dict[str, str]:
         """`values` with the derived slots' values added (a filter applied to a value)."""
@@ -497,71 +550,55 @@ class _Shell:
         """The page with `values` and the items' text in their slots."""
         return self.slotted.fill({**values, **{f"i{k}": item for k, item in enumerate(items)}})
 
-    def quoted(self, values: dict[str, str], items: list[bytes | None]) -> bytes | None:
-        """The page filled in, as quoted-printable, from the items' own encodings.
+    def value_names(self) -> Iterator[str]:
+        """The names of the slots that hold a value (not an item), in order."""
+        return (name for name in self.quoted_slots if name.__class__ is str)  # type: ignore[misc]
 
-        None when it cannot be made in pieces (see `pieces`); the body is then encoded
-        whole (`RenderedEmail.as_bytes`).
-        """
-        if self.pieces is None or None in items:
+    def encode(
+        self, values: dict[str, str], items: list[bytes | None], encoded: dict[str, bytes]
+    ) -> bytes | None:
+        """The page filled in, as quoted-printable: its encoded text, the values' encodings
+        (`encoded`: value -> bytes) and the items' own. None when it cannot be."""
+        if self.quoted is None or None in items:
             return None
-        if any("\r" in value for value in values.values()):
-            return None  # the whole body's encoder reads a lone CR as a line end
-        runs: list[bytes] = []
-        if len(self.runs.parts) > 1 or self.runs.parts[0]:
-            runs = _qp_lines(_filled(self.runs, values)).split(_QUOTED_RUN_BREAK)
-            if len(runs) != self.pieces.count(None):
-                return None  # a value held a break of its own
-        out: list[bytes] = []
-        next_run = iter(runs)
-        for piece in self.pieces:
-            if piece is None:
-                out.append(next(next_run))
-            elif isinstance(piece, int):
-                out.append(items[piece])  # type: ignore[arg-type]
-            else:
-                out.append(piece)
-        return b"".join(out)
+        parts: list[bytes] = [b""] * (2 * len(self.quoted) - 1)
+        parts[::2] = self.quoted
+        parts[1::2] = [
+            encoded[values[slot]] if slot.__class__ is str else items[slot]  # type: ignore[misc]
+            for slot in self.quoted_slots
+        ]
+        return b"".join(parts)
 
 
 _ITEM_SLOT = re.compile(r"i[0-9]+")
-_ITEM_LINE = re.compile("\x00i[0-9]+\x00")
 
 
-def _shell_pieces(page: str) -> tuple[tuple[bytes | int | None, ...] | None, list[str]]:
-    """A page's quoted-printable plan and its runs of lines with a value (see `_Shell`)."""
-    if "\r" in page or "\x01" in page:
-        return None, []
-    lines = page.split("\n")
-    if len(lines) > 1 and not lines[-1]:
-        lines.pop()  # the body's own last line end
-    elif _ITEM_LINE.fullmatch(lines[-1]):
-        # A page that ends in an item, with no line end of its own: the whole body's
-        # encoder drops the item's own last line end, which its pieces hold.
-        return None, []
-    pieces: list[bytes | int | None] = []
-    runs: list[str] = []
+def quoted_page(parts: tuple[str, ...]) -> tuple[bytes, ...] | None:
+    """The text around a page's slots (`Slotted.parts`) as quoted-printable pieces.
 
-    def kind(line: str) -> str:
-        if "\x00" not in line:
-            return "fixed"
-        name = line[1:-1]
-        if line[:1] == line[-1:] == "\x00" and _ITEM_SLOT.fullmatch(name):
-            return "item"
-        return "value"
-
-    for what, group in groupby(lines, key=kind):
-        block = list(group)
-        if what == "fixed":
-            pieces.append(_qp_lines("\n".join(block)))
-        elif what == "item":
-            pieces += [int(line[2:-1]) for line in block]
-        elif any(_ITEM_SLOT.fullmatch(name) for line in block for name in line.split("\x00")[1::2]):
-            return None, []  # an item shares a line with the page's text
-        else:
-            pieces.append(None)
-            runs.append("\n".join(block))
-    return tuple(pieces), runs
+    Each piece is a `_qp_segment`: the page's last one ends in a line end, as a whole
+    body's encoding does, and an item's own encoding supplies the line end after it.
+    None when the page cannot be encoded in pieces: an item shares a line with the
+    page's text, the page ends in a slot, or it holds a carriage return (the whole
+    body's encoder reads it as a line end) or a `_VALUE_BREAK` character.
+    """
+    if any(_UNPIECED.search(text) for text in parts[::2]):
+        return None
+    if len(parts) > 1 and not parts[-1]:
+        # A page that ends in a slot, with no line end of its own: the whole body's
+        # encoder would drop the last line end of what fills it.
+        return None
+    texts = list(parts[::2])
+    if not texts[-1].endswith("\n"):
+        texts[-1] += "\n"
+    for n, name in enumerate(parts[1::2]):
+        if not _ITEM_SLOT.fullmatch(name):
+            continue
+        starts_line = (n == 0 and not parts[0]) or parts[2 * n].endswith("\n")
+        if not (starts_line and texts[n + 1].startswith("\n")):
+            return None  # the item shares a line with the page's text
+        texts[n + 1] = texts[n + 1][1:]
+    return tuple(map(_qp_segment, texts))
 
 
 @lru_cache(maxsize=8)
@@ -711,19 +748,16 @@ def _item_fragments(
 class _Fragment:
     """An item's HTML or text for one paper and shape, with slots for the reader's values.
 
-    Quoted-printable carries nothing across a line end, so the fragment is also kept
-    encoded: its lines without a slot once, here, and the runs of lines with one (a
-    link, the rank, the reason: a few short lines of each item) filled and encoded per
-    email, all of an email's at once (`_quoted_items`).
+    Also kept as the pieces its quoted-printable form is made of: the text between its
+    slots (the title, authors, abstract and layout: most of an item) encoded once,
+    here, and each email's values encoded per email (`_quoted_values`).
     """
 
     slotted: Slotted
-    #: The encoded lines before, between and after the runs of lines with slots; None
-    #: when the text holds a carriage return (the whole body's encoder reads it as a
-    #: line end).
-    fixed: tuple[bytes, ...] | None
-    #: The runs of lines with slots, joined by `_RUN_BREAK`: filled and encoded per email.
-    runs: Slotted
+    #: The text around the slots as `_qp_segment`s, the last one ending in the item's
+    #: line end; None when the text holds a carriage return (the whole body's encoder
+    #: reads it as a line end) or a `_VALUE_BREAK` character.
+    quoted: tuple[bytes, ...] | None
     #: Slots a filter made of another slot, e.g. `why|wrap(67,)` (see `_slot_filter`).
     derived: tuple[str, ...]
     #: The UTF-8 size of the text around the slots.
@@ -734,18 +768,12 @@ class _Fragment:
         slotted = Slotted.of(text)
         derived = tuple(name for name in slotted.parts[1::2] if name in _DERIVED)
         size = sum(map(_utf8_size, slotted.parts[::2]))
-        fixed: list[bytes] = [b""]
-        runs: list[str] = []
-        for has_slot, group in groupby(text.split("\n"), key=lambda line: "\x00" in line):
-            run = "\n".join(group)
-            if has_slot:
-                runs.append(run)
-                fixed.append(b"")
-            else:
-                fixed[-1] = _qp_lines(run)
-        encodable = "\r" not in text and "\x01" not in text
-        runs_slotted = Slotted.of(_RUN_BREAK.join(runs))
-        return cls(slotted, tuple(fixed) if encodable else None, runs_slotted, derived, size)
+        quoted = None
+        if not any(_UNPIECED.search(part) for part in slotted.parts[::2]):
+            texts = list(slotted.parts[::2])
+            texts[-1] += "\n"
+            quoted = tuple(map(_qp_segment, texts))
+        return cls(slotted, quoted, derived, size)
 
     def derive(self, values: dict[str, str]) -> dict[str, str]:
         """`values` with the derived slots' values added (a filter applied to a value)."""
@@ -757,9 +785,13 @@ class _Fragment:
         """The fragment with `values` in its slots."""
         return _filled(self.slotted, values)
 
-    def fill_runs(self, values: dict[str, str]) -> str:
-        """Its runs of lines with slots (`runs`), with `values` in the slots."""
-        return _filled(self.runs, values)
+    def encode(self, values: dict[str, str], encoded: dict[str, bytes]) -> bytes:
+        """The fragment filled in as quoted-printable, from `encoded` (value -> bytes)."""
+        assert self.quoted is not None
+        parts: list[bytes] = [b""] * (2 * len(self.quoted) - 1)
+        parts[::2] = self.quoted
+        parts[1::2] = [encoded[value] for value in self.slotted.values(values)]
+        return b"".join(parts)
 
     def size(self, values: dict[str, str]) -> int:
         """The UTF-8 size of the fragment filled with `values`."""
@@ -767,48 +799,71 @@ class _Fragment:
 
 
 def _filled(slotted: Slotted, values: dict[str, str]) -> str:
-    try:
+    with _slot_errors():
         return slotted.fill(values)
+
+
+@contextmanager
+def _slot_errors() -> Iterator[None]:
+    """A slot without a value: it went through a filter other than `wrap` or `indent`,
+    say `upper` (a ConfigError, not a KeyError)."""
+    try:
+        yield
     except KeyError as exc:
-        # A slot went through a filter other than `wrap` or `indent`, say `upper`.
         raise ConfigError(
             f"an email item template changes a per-reader value ({exc.args[0]!r}): "
             "show it with a plain {{ }}"
         ) from None
 
 
-#: Between two runs of lines encoded together: a line that is one U+0001, which no
-#: item text or link holds (`display_text` drops it, links are checked), and that
-#: quoted-printable writes as `=01` on a line of its own.
-_RUN_BREAK = "\n\x01\n"
-_QUOTED_RUN_BREAK = b"=01\r\n"
+_Body = tuple[_Shell, dict[str, str], list[tuple[_Fragment, dict[str, str]]]]
 
 
-def _quoted_items(fills: list[tuple[_Fragment, dict[str, str]]]) -> list[bytes | None]:
-    """Each filled fragment as quoted-printable lines, each ending in a line end.
+def _quoted_bodies(*bodies: _Body) -> list[bytes | None]:
+    """Each body (its page, the page's values, its items) as quoted-printable.
 
-    The runs of lines that hold an email's own values are encoded in one go, and the
-    result cut back into runs at the `_RUN_BREAK` lines. None for a fragment that
-    cannot be encoded in pieces (see `_Fragment.fixed`); every one is None when a value
-    held a break of its own (then the body is encoded whole).
+    Every value of every body is encoded in one go (`_quoted_values`), then each body
+    is put together from the pieces encoded once per page and per item. None for a body
+    that cannot be made in pieces; every one is None when a value cannot (it held a
+    carriage return): the bodies are then encoded whole (`RenderedEmail.as_bytes`).
     """
-    encoded = [(f, values) for f, values in fills if f.fixed is not None and len(f.fixed) > 1]
-    texts = [fragment.fill_runs(values) for fragment, values in encoded]
-    expected = sum(len(fragment.fixed) - 1 for fragment, _ in encoded)  # type: ignore[arg-type]
-    runs = _qp_lines(_RUN_BREAK.join(texts)).split(_QUOTED_RUN_BREAK) if expected else []
-    if len(runs) != expected:
-        return [None] * len(fills)
-    out: list[bytes | None] = []
-    start = 0
-    for fragment, _values in fills:
-        if fragment.fixed is None:
-            out.append(None)
-            continue
-        count = len(fragment.fixed) - 1
-        pieces = [b""] * (2 * count + 1)
-        pieces[::2], pieces[1::2] = fragment.fixed, runs[start : start + count]
-        out.append(b"".join(pieces))
-        start += count
+    groups: list[Iterable[str]] = []
+    with _slot_errors():
+        for shell, values, fills in bodies:
+            groups.append([values[name] for name in shell.value_names()])
+            groups += [fragment.slotted.values(v) for fragment, v in fills if fragment.quoted]
+    encoded = _quoted_values(groups)
+    if encoded is None:
+        return [None] * len(bodies)
+    out = []
+    for shell, values, fills in bodies:
+        items = [fragment.encode(v, encoded) if fragment.quoted else None for fragment, v in fills]
+        out.append(shell.encode(values, items, encoded))
+    return out
+
+
+def _quoted_values(groups: Iterable[Iterable[str]]) -> dict[str, bytes] | None:
+    """Every distinct value as a `_qp_segment`; None if one holds a carriage return.
+
+    A value of printable ASCII but "=" (a signed link, a rank, most labels) is its own
+    encoding with soft breaks added; the rest are encoded together in one call, one
+    per value costing more than the encoding, and cut apart at `_VALUE_BREAK`s.
+    """
+    out: dict[str, bytes] = {}
+    rest: list[str] = []
+    for value in dict.fromkeys(chain.from_iterable(groups)):
+        if value.isascii() and "=" not in value and value.isprintable():
+            out[value] = _plain_segment(value)  # printable ASCII but "=": a link, a rank
+        elif "\r" in value:
+            return None
+        else:
+            rest.append(value)
+    if rest:
+        encoded = _qp_lines(_VALUE_BREAK.join(rest) + "\x02")[: -len(_QP_SENTINEL)]
+        pieces = encoded.split(_QUOTED_VALUE_BREAK)
+        if len(pieces) != len(rest):
+            return None  # a value held a break of its own (no item text or link can)
+        out.update(zip(rest, map(_soft_end, pieces), strict=True))
     return out
 
 
