@@ -4,8 +4,9 @@ A token is `<payload>.<signature>`, both URL-safe base64 without padding: the
 payload is `reader`, `item`, `action` and `day` joined by a unit separator, and the
 signature is HMAC-SHA256 of it under the deployment's secret, cut to 128 bits. The
 server trusts nothing else in a request: a tampered, truncated or foreign token
-verifies as nothing. A digest carries a token per item and more, so signing uses
-the standard library's `hmac` directly (a prepared key, copied per token).
+verifies as nothing. A digest carries a token per item and more, so signing copies
+the two SHA-256 states HMAC starts from (RFC 2104), prepared once per secret: half
+the cost of copying an `hmac` object (a test checks it against `hmac.digest`).
 
 Actions: "pick" is one item of one digest, and stands for all three of its links
 (the item's click, "more like this" and "less like this": the service's path says
@@ -32,6 +33,10 @@ _MAC_BYTES = 16
 #: A secret shorter than this is refused: HMAC is only as strong as its key.
 MIN_SECRET = 16
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+#: SHA-256's block size, and HMAC's key pads (RFC 2104) as translation tables.
+_BLOCK = 64
+_INNER_PAD = bytes(b ^ 0x36 for b in range(256))
+_OUTER_PAD = bytes(b ^ 0x5C for b in range(256))
 
 
 class TokenError(DigestError):
@@ -54,12 +59,20 @@ class TokenSigner:
     def __init__(self, secret: str):
         if len(secret) < MIN_SECRET:
             raise DigestError(f"the link secret must be at least {MIN_SECRET} characters")
-        self._key = hmac.new(_SALT.encode() + secret.encode("utf-8"), digestmod=hashlib.sha256)
+        key = _SALT.encode() + secret.encode("utf-8")
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_INNER_PAD))
+        self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
 
     def _mac(self, payload: bytes) -> bytes:
-        mac = self._key.copy()
-        mac.update(payload)
-        return mac.digest()[:_MAC_BYTES]
+        """HMAC-SHA256 of `payload`, cut to `_MAC_BYTES`."""
+        inner = self._inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:_MAC_BYTES]
 
     def sign(self, reader: str, item_id: str, action: str, day: date) -> str:
         """A token for one link."""

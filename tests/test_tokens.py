@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import string
 from datetime import date
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.errors import DigestError
-from digest.tokens import TokenError, TokenSigner
+from digest.tokens import TokenError, TokenSigner, _b64
 
 SIGNER = TokenSigner("a-test-secret-that-is-long-enough")
 DAY = date(2026, 3, 11)
@@ -67,3 +68,24 @@ def test_arbitrary_strings_never_verify(text: str) -> None:
 def test_a_short_secret_is_refused() -> None:
     with pytest.raises(DigestError, match="at least 16"):
         TokenSigner("short")
+
+
+@given(st.text(min_size=16, max_size=200), st.binary(max_size=300))
+def test_the_signature_is_hmac_sha256_of_the_payload_under_the_salted_secret(
+    secret: str, payload: bytes
+) -> None:
+    """The prepared SHA-256 states give exactly HMAC-SHA256, short and long keys alike
+    (a key longer than a block is hashed first): links issued earlier keep verifying."""
+    key = b"digest-link-v2|" + secret.encode("utf-8")
+    expected = hmac.digest(key, payload, "sha256")[:16]
+    assert TokenSigner(secret)._mac(payload) == expected
+
+
+def test_a_token_issued_with_the_hmac_module_still_verifies() -> None:
+    """A token as the signer wrote it before (with `hmac.new`), byte for byte."""
+    payload = b"ada\x1fitem-1\x1fpick\x1f2026-03-11"
+    key = b"digest-link-v2|a-test-secret-that-is-long-enough"
+    mac = hmac.new(key, payload, "sha256").digest()[:16]
+    token = f"{_b64(payload)}.{_b64(mac)}"
+    assert token == SIGNER.sign("ada", "item-1", "pick", DAY)
+    assert SIGNER.verify(token).action == "pick"
