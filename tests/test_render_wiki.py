@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+import digest.render.wiki as wiki_module
 from digest.errors import ConfigError
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.links import Links, is_web_url
@@ -415,6 +416,14 @@ def test_any_text_escapes_to_one_literal_paragraph(text: str) -> None:
 def test_any_string_round_trips_through_yaml_string(text: str) -> None:
     assert json.loads(yaml_string(text)) == text
     assert yaml.safe_load("v: " + yaml_string(text)) == {"v": text}
+
+
+@given(st.text(st.characters(min_codepoint=0, max_codepoint=127)))
+def test_ascii_text_skips_the_per_character_escaping_only_when_it_changes_nothing(
+    text: str,
+) -> None:
+    """The fast path for plain ASCII gives what escaping each character gives."""
+    assert yaml_string(text) == '"' + "".join(map(wiki_module._yaml_char, text)) + '"'
 
 
 @settings(max_examples=300, deadline=None)

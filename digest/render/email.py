@@ -1117,13 +1117,18 @@ def _extra_links(
     return tuple(found)
 
 
+# A reason names one of the reader's interests and one paper the reader read before: a
+# few hundred interests and a reader's own history recur in most of their reasons.
+_reason_excerpt = lru_cache(maxsize=8192)(_excerpt)
+
+
 def _why_parts(why: Explanation) -> tuple[tuple[str, str], ...]:
     parts = []
     whose, who = (f"{clean(why.reader)}'s", clean(why.reader)) if why.reader else ("your", "you")
     if why.interest:
-        parts.append((f"Matches {whose} interest", _excerpt(why.interest, 80)))
+        parts.append((f"Matches {whose} interest", _reason_excerpt(why.interest, 80)))
     if why.because_title:
-        parts.append((f"Because {who} read", _excerpt(why.because_title, 90)))
+        parts.append((f"Because {who} read", _reason_excerpt(why.because_title, 90)))
     if why.terms:
         parts.append(("Shared terms", trim(", ".join(clean(t) for t in why.terms), 120)))
     return tuple(parts) or (("", "Readers with interests like yours read papers like this"),)

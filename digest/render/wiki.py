@@ -199,6 +199,8 @@ def yaml_string(text: str) -> str:
     line break (controls, surrogates, U+0085, U+2028, U+2029, format characters and
     unassigned code points, U+FFFE/U+FFFF) is written as a `\\uXXXX` escape.
     """
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # the common case: nothing to escape
     return '"' + "".join(_yaml_char(ch) for ch in text) + '"'
 
 
