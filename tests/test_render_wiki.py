@@ -286,6 +286,20 @@ def test_an_overridden_item_without_a_final_line_break_still_starts_each_entry_o
     assert "\n## 1. Paper 1\n" in post.text and "\n## 2. Paper 2\n" in post.text
 
 
+@pytest.mark.parametrize("ending", ["", "\n", "\n\n", "\n\n\n\n"])
+def test_entries_ending_in_blank_lines_read_as_the_page_and_tidy_would_leave_them(
+    tmp_path: Path, ending: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the bundled page, an entry's blank lines at its end are cut to the one line
+    end `_tidy` would leave beside the page's own: the same post, with no run to fold."""
+    (tmp_path / "post_item.md.j2").write_text("## {{ entry.rank }}. {{ entry.title }}" + ending)
+    digest = team_digest(pick(item(1, url=None)), pick(item(2, url=None), 2))
+    quick = render_post(digest, TEAM, Links(), templates=str(tmp_path))
+    monkeypatch.setattr(wiki_module, "_page_spaces", lambda templates: False)
+    assert render_post(digest, TEAM, Links(), templates=str(tmp_path)).text == quick.text
+    assert "\n\n\n" not in quick.text
+
+
 # -- escaping -----------------------------------------------------------------------------
 
 

@@ -32,7 +32,6 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from functools import cached_property, lru_cache, wraps
 from itertools import chain
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import jinja2
@@ -42,7 +41,7 @@ from mjml import mjml2html
 from digest.errors import ConfigError
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.links import Links, is_web_url
-from digest.render.templates import Slotted, default_templates, environment, slot
+from digest.render.templates import Slotted, environment, is_bundled, slot
 from digest.text import display_text
 
 #: Folding long headers breaks List-Unsubscribe URLs in some receivers; never fold.
@@ -414,14 +413,10 @@ def _page_shell(
     return _Shell.of(page, frozenset())
 
 
-@lru_cache(maxsize=32)
 def _bundled(templates: str | None, name: str) -> bool:
     """Whether template `name` is the bundled one, not one from the `templates` folder."""
-    env = environment(templates)
-    assert env.loader is not None
     with _template_errors(name):
-        _source, found, _uptodate = env.loader.get_source(env, name)  # found, not compiled
-    return found is not None and Path(found).resolve().parent == default_templates().resolve()
+        return is_bundled(templates, name)
 
 
 @lru_cache(maxsize=256)

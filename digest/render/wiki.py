@@ -34,10 +34,12 @@ from datetime import date
 from functools import lru_cache
 from urllib.parse import quote
 
+import jinja2
+
 from digest.errors import ConfigError
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.links import Links, is_web_url
-from digest.render.templates import Slotted, render, slot
+from digest.render.templates import Slotted, is_bundled, render, slot
 from digest.text import display_text
 
 TEMPLATE = "post.md.j2"
@@ -281,7 +283,7 @@ def _why(why: Explanation) -> str:
 
 def _entry_text(entry: _Entry, item: StoredItem, templates: str | None) -> str:
     """One pick's markdown: its paper's fragment with this post's values filled in."""
-    fragment = _entry_fragment(item, bool(entry.members), templates)
+    fragment = _entry_fragment(item, bool(entry.members), templates, _page_spaces(templates))
     values = {"rank": str(entry.rank), "title": entry.title, "why": entry.why}
     return fragment.fill({**values, "members": entry.members})
 
@@ -290,7 +292,12 @@ def _entry_text(entry: _Entry, item: StoredItem, templates: str | None) -> str:
 # every post it is in: `post_item.md.j2` is rendered once per paper and shape, with
 # slots for the post's own values (rank, linked title, reason, members).
 @lru_cache(maxsize=16384)
-def _entry_fragment(item: StoredItem, members: bool, templates: str | None) -> Slotted:
+def _entry_fragment(
+    item: StoredItem, members: bool, templates: str | None, page_spaces: bool
+) -> Slotted:
+    """The pick's markdown with slots; with `page_spaces` (the bundled page, which puts a
+    line end after each entry), ending in one line end, not a blank line: the page's
+    own makes the blank line, and `_tidy` has no run of three line ends to fold."""
     paper = _paper(item)
     entry = _Entry(
         rank=slot("rank"),  # type: ignore[arg-type]  # a slot, filled in per post
@@ -301,7 +308,19 @@ def _entry_fragment(item: StoredItem, members: bool, templates: str | None) -> S
         why=slot("why"),
         members=slot("members") if members else "",
     )
-    return Slotted.of(render(ITEM_TEMPLATE, templates, entry=entry))
+    text = render(ITEM_TEMPLATE, templates, entry=entry)
+    kept = text.rstrip("\n")
+    if page_spaces and len(text) - len(kept) >= 2 and not kept.endswith("\x00"):
+        text = kept + "\n"  # what `_tidy` leaves of the two with the page's line end
+    return Slotted.of(text)
+
+
+def _page_spaces(templates: str | None) -> bool:
+    """Whether the post's page is the bundled one (see `_entry_fragment`)."""
+    try:
+        return is_bundled(templates, TEMPLATE)
+    except jinja2.TemplateNotFound:
+        return False  # `render` reports the missing page
 
 
 def _names(names: tuple[str, ...]) -> str:
