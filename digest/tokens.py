@@ -59,12 +59,17 @@ class TokenSigner:
     def __init__(self, secret: str):
         if len(secret) < MIN_SECRET:
             raise DigestError(f"the link secret must be at least {MIN_SECRET} characters")
+        self._secret = secret
         key = _SALT.encode() + secret.encode("utf-8")
         if len(key) > _BLOCK:
             key = hashlib.sha256(key).digest()
         key = key.ljust(_BLOCK, b"\0")
         self._inner = hashlib.sha256(key.translate(_INNER_PAD))
         self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
+
+    def __reduce__(self) -> tuple[type[TokenSigner], tuple[str]]:
+        # Sent to render workers with the run's links: hash states cannot be pickled.
+        return TokenSigner, (self._secret,)
 
     def _mac(self, payload: bytes) -> bytes:
         """HMAC-SHA256 of `payload`, cut to `_MAC_BYTES`."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import mmap
 import pickle
 from datetime import UTC, date, datetime
 
@@ -73,12 +74,51 @@ def comparable(rendered: Rendered) -> tuple:
             rendered.post)  # fmt: skip
 
 
-def test_workers_render_what_this_process_renders(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("ring", ["shared", "overflowing", "none"])
+def test_workers_render_what_this_process_renders(
+    monkeypatch: pytest.MonkeyPatch, ring: str
+) -> None:
+    """Outputs come back the same whether their bytes travel through the shared ring,
+    partly through it (a slot too small for a whole task), or through the pipe."""
     work = jobs(40)
     monkeypatch.setattr(bundle, "POOL_THRESHOLD", 10)
     monkeypatch.setattr(bundle, "_CHUNK", 3)
+    if ring == "overflowing":
+        monkeypatch.setattr(bundle, "_RING_SLOT", 20_000)  # two emails, not three
+    if ring == "none":
+        monkeypatch.setattr(
+            bundle._Ring, "create", lambda slots, slot: bundle._Ring(None, None, slot)
+        )
+    stowed, piped = [], []
+    take = bundle._Ring.take
+
+    def counting(self: bundle._Ring, outputs: list) -> list[Rendered]:
+        for rendered, spans in outputs:
+            stowed.extend(spans)
+            piped.extend([rendered.email] if rendered.email else [])
+        return take(self, outputs)
+
+    monkeypatch.setattr(bundle._Ring, "take", counting)
     pooled = [comparable(r) for r in render_all(work, CTX)]
     assert pooled == [comparable(render_job(job, CTX)) for job in work]
+    expected = {"shared": (120, 0), "overflowing": (True, True), "none": (0, 40)}[ring]
+    if ring == "overflowing":
+        assert stowed and piped
+    else:
+        assert (len(stowed), len(piped)) == expected
+
+
+def test_a_task_stows_what_fits_in_its_slot_and_leaves_the_rest() -> None:
+    """Each output's bytes go into the task's own slot while they fit, never past it."""
+    outputs = [render_job(job, CTX) for job in jobs(3)]
+    size = len(outputs[0].email or b"") + 10
+    view = mmap.mmap(-1, 3 * size)
+    stowed = bundle._stow(outputs, view, size, 1)
+    spans = [span for _rendered, found in stowed for span in found.values()]
+    assert spans and all(size <= start < end <= 2 * size for start, end in spans)
+    assert view[:size] == bytes(size) and view[2 * size :] == bytes(size)
+    back = bundle._Ring(None, view, size).take(stowed)
+    assert [comparable(r) for r in back] == [comparable(r) for r in outputs]
 
 
 def test_a_chunk_names_each_paper_by_number_and_comes_back_to_one_copy() -> None:

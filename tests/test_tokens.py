@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import pickle
 import string
 from datetime import date
 
@@ -89,3 +90,9 @@ def test_a_token_issued_with_the_hmac_module_still_verifies() -> None:
     token = f"{_b64(payload)}.{_b64(mac)}"
     assert token == SIGNER.sign("ada", "item-1", "pick", DAY)
     assert SIGNER.verify(token).action == "pick"
+
+
+def test_a_signer_sent_to_another_process_signs_alike() -> None:
+    """Render workers get the run's links, signer included, pickled."""
+    again = pickle.loads(pickle.dumps(SIGNER))
+    assert again.sign("ada", "item-1", "pick", DAY) == SIGNER.sign("ada", "item-1", "pick", DAY)

@@ -8,6 +8,7 @@ Pure like the renderers it calls: no database, no network, no files.
 from __future__ import annotations
 
 import gc
+import mmap
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,6 +31,10 @@ POOL_THRESHOLD = 200
 #: Jobs per task sent to a worker, and tasks kept in flight (bounds memory).
 _CHUNK = 16
 _IN_FLIGHT = 8
+#: Bytes of shared memory for each task in flight to write its outputs into (see
+#: `_Ring`): sixteen readers' emails and feeds fit with room to spare; what does not
+#: comes back through the pipe.
+_RING_SLOT = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -130,19 +135,25 @@ def render_all(jobs: Sequence[RenderJob], ctx: RenderContext) -> Iterator[Render
         return
     keep_heap()  # this process unpickles every chunk the workers return: a few MB each
     papers = Papers(jobs)
-    with ProcessPoolExecutor(
-        max_workers=_workers(),
-        mp_context=get_context("spawn"),
-        initializer=_init,
-        initargs=(ctx, os.getpid(), papers.items),
-    ) as pool:
-        pending: deque[Future[list[Rendered]]] = deque()
-        for chunk in _chunks(jobs, _CHUNK):
-            pending.append(pool.submit(_render_chunk, papers.numbered(chunk)))
+    ring = _Ring.create(_IN_FLIGHT, _RING_SLOT)
+    with (
+        ring,
+        ProcessPoolExecutor(
+            max_workers=_workers(),
+            mp_context=get_context("spawn"),
+            initializer=_init,
+            initargs=(ctx, os.getpid(), papers.items, ring.path, _RING_SLOT),
+        ) as pool,
+    ):
+        pending: deque[Future[list[_Stowed]]] = deque()
+        for n, chunk in enumerate(_chunks(jobs, _CHUNK)):
+            # At most _IN_FLIGHT tasks are out, and each is taken whole before the next
+            # goes: slot n % _IN_FLIGHT is free again by the time task n is sent.
+            pending.append(pool.submit(_render_chunk, papers.numbered(chunk), n % _IN_FLIGHT))
             if len(pending) >= _IN_FLIGHT:
-                yield from pending.popleft().result()
+                yield from ring.take(pending.popleft().result())
         while pending:
-            yield from pending.popleft().result()
+            yield from ring.take(pending.popleft().result())
 
 
 class Papers:
@@ -215,15 +226,87 @@ def with_papers(jobs: list[_Numbered], items: Sequence[StoredItem]) -> list[Rend
     return out
 
 
+class _Ring:
+    """Shared memory the workers write their outputs' bytes into, one slot per task.
+
+    A reader's outputs are some 200 KB of bytes. Pickled through the pool's pipe they
+    were copied five times (pickled, written, read, buffered, unpickled), which cost
+    this process most of its time and the workers some of theirs. Instead each task
+    writes its outputs into its slot of a memory file and returns where they are
+    (`_stow`); `take` copies them out once. An anonymous memory file (memfd) leaves
+    nothing behind however the run ends; workers open it by this process's
+    `/proc/<pid>/fd/<fd>`. Where either is missing, outputs go through the pipe.
+    """
+
+    def __init__(self, fd: int | None, view: mmap.mmap | None, slot: int) -> None:
+        self._fd, self._view, self._slot = fd, view, slot
+
+    @classmethod
+    def create(cls, slots: int, slot: int) -> _Ring:
+        """A ring of `slots` slots of `slot` bytes, or one that stows nothing."""
+        try:
+            fd = os.memfd_create("digest-render", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):
+            return cls(None, None, slot)
+        try:
+            os.ftruncate(fd, slots * slot)
+            if not os.path.exists(f"/proc/{os.getpid()}/fd/{fd}"):
+                raise OSError("no /proc")
+            return cls(fd, mmap.mmap(fd, slots * slot), slot)
+        except OSError:
+            os.close(fd)
+            return cls(None, None, slot)
+
+    @property
+    def path(self) -> str | None:
+        """Where a worker opens the memory file; None when outputs go through the pipe."""
+        return None if self._fd is None else f"/proc/{os.getpid()}/fd/{self._fd}"
+
+    def take(self, stowed: list[_Stowed]) -> list[Rendered]:
+        """A task's outputs with their bytes copied out of its slot (which is free after)."""
+        out = []
+        for rendered, spans in stowed:
+            if spans:
+                assert self._view is not None
+                view = self._view
+                blobs = {key: view[start:end] for key, (start, end) in spans.items()}
+                email = blobs.pop("", rendered.email)
+                rendered = replace(rendered, email=email, feeds={**rendered.feeds, **blobs})
+            out.append(rendered)
+        return out
+
+    def __enter__(self) -> _Ring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._view is not None:
+            self._view.close()
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+#: A job's outputs as a task returns them, and where in its slot the bytes of its
+#: email (key "") and of each feed (key: its kind) are, as (start, end).
+_Stowed = tuple[Rendered, dict[str, tuple[int, int]]]
+
 _WORKER: dict[str, RenderContext] = {}
 #: This worker's copy of every paper of the run, by number (see `Papers`).
 _PAPERS: tuple[StoredItem, ...] = ()
+#: This worker's view of the run's `_Ring`, and its slot size (None: no ring).
+_RING: tuple[mmap.mmap, int] | None = None
 
 
-def _init(ctx: RenderContext, parent: int, papers: tuple[StoredItem, ...] = ()) -> None:
-    global _PAPERS
+def _init(
+    ctx: RenderContext,
+    parent: int,
+    papers: tuple[StoredItem, ...] = (),
+    ring: str | None = None,
+    slot: int = 0,
+) -> None:
+    global _PAPERS, _RING
     _WORKER["ctx"] = ctx
     _PAPERS = papers
+    _RING = _open_ring(ring, slot)
     _quiet_collector()
     keep_heap()
     # `parent` comes from the parent itself: if it died before this worker got here,
@@ -243,10 +326,48 @@ def _quiet_collector() -> None:
     gc.set_threshold(50_000, 50, 1000)
 
 
-def _render_chunk(jobs: list[_Numbered]) -> list[Rendered]:
-    """Render a chunk of jobs made by `Papers.numbered`."""
+def _open_ring(path: str | None, slot: int) -> tuple[mmap.mmap, int] | None:
+    """The run's `_Ring` as this worker sees it; None (the pipe) if it cannot be opened."""
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        return mmap.mmap(fd, os.fstat(fd).st_size), slot
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _render_chunk(jobs: list[_Numbered], slot: int | None = None) -> list[_Stowed]:
+    """Render a chunk of jobs made by `Papers.numbered`, its bytes stowed in `slot`."""
     ctx = _WORKER["ctx"]
-    return [render_job(job, ctx) for job in with_papers(jobs, _PAPERS)]
+    rendered = [render_job(job, ctx) for job in with_papers(jobs, _PAPERS)]
+    if _RING is None or slot is None:
+        return [(r, {}) for r in rendered]
+    return _stow(rendered, *_RING, slot)
+
+
+def _stow(rendered: list[Rendered], view: mmap.mmap, size: int, slot: int) -> list[_Stowed]:
+    """Write each output's bytes into the slot while they fit; the rest stay in place."""
+    start, end = slot * size, (slot + 1) * size
+    out = []
+    for r in rendered:
+        spans: dict[str, tuple[int, int]] = {}
+        for key, blob in (("", r.email), *r.feeds.items()):
+            if blob is not None and start + len(blob) <= end:
+                view[start : start + len(blob)] = blob
+                spans[key] = (start, start + len(blob))
+                start += len(blob)
+        if spans:
+            email = None if "" in spans else r.email
+            feeds = {kind: blob for kind, blob in r.feeds.items() if kind not in spans}
+            r = replace(r, email=email, feeds=feeds)
+        out.append((r, spans))
+    return out
 
 
 def _chunks(jobs: Sequence[RenderJob], size: int) -> Iterable[list[RenderJob]]:
