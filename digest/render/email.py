@@ -273,6 +273,12 @@ def _qp_segment(text: str) -> bytes:
     return _soft_end(_qp_lines(text + "\x02")[: -len(_QP_SENTINEL)])
 
 
+# An item's text around its slots is mostly its paper's (the abstract above all), and
+# the same in each shape the paper is shown in (first or not, which reason parts):
+# encoded once per paper, not once per shape.
+_fixed_segment = lru_cache(maxsize=8192)(_qp_segment)
+
+
 def _soft_end(encoded: bytes) -> bytes:
     """Encoded text made to end in a line end: a soft break unless it ends in one."""
     return encoded if not encoded or encoded[-2:] == b"\r\n" else encoded + b"=\r\n"
@@ -767,7 +773,7 @@ class _Fragment:
         if not any(_UNPIECED.search(part) for part in slotted.parts[::2]):
             texts = list(slotted.parts[::2])
             texts[-1] += "\n"
-            quoted = tuple(map(_qp_segment, texts))
+            quoted = tuple(map(_fixed_segment, texts))
         return cls(slotted, quoted, derived, size)
 
     def derive(self, values: dict[str, str]) -> dict[str, str]:
