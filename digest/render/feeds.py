@@ -142,11 +142,10 @@ class _Paper:
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One pick as both kinds show it: its paper, its shape and its own values."""
+    """One pick as both kinds show it: its element of each kind, and its own values."""
 
-    item: StoredItem
-    #: Which of the paper link, more, less and members the entry has.
-    shape: tuple[bool, bool, bool, bool]
+    #: The entry's element of each kind (`_entry_template`), for its paper and shape.
+    templates: dict[str, Slotted]
     #: The entry's own values by slot name (both kinds' times among them), as UTF-8
     #: and escaped as they go into the XML: made once for both kinds.
     values: dict[str, bytes]
@@ -226,10 +225,7 @@ def _document(kind: str, settings: FeedSettings, entries: list[_Entry], newest: 
     }
     # Each entry is put in after, as UTF-8: most of a feed is its papers' text, encoded
     # once per paper (`_entry_template`), not once per feed.
-    filled = {
-        str(n): _entry_template(kind, e.item, *e.shape).fill_bytes(e.values)
-        for n, e in enumerate(entries)
-    }
+    filled = {str(n): e.templates[kind].fill_bytes(e.values) for n, e in enumerate(entries)}
     shape = tuple(bool(values[name]) for name in _DOCUMENT_VALUES)
     shell = _document_shell(kind, len(entries), shape)
     if shell is None:  # the template does more with a value than show it
@@ -299,6 +295,14 @@ def _entry_template(
     return Slotted.of(element.fill({**_KEEP, "content": "\x00".join(body.parts)})).encoded()
 
 
+@lru_cache(maxsize=16384)
+def _entry_templates(
+    item: StoredItem, link: bool, more: bool, less: bool, members: bool
+) -> dict[str, Slotted]:
+    """`_entry_template` of every kind, looked up once per entry rather than per kind."""
+    return {kind: _entry_template(kind, item, link, more, less, members) for kind in KINDS}
+
+
 #: The element's own slots, filled with themselves (`_entry_template`).
 _KEEP = {name: slot(name) for name in ("id", "link", "rfc3339", "rfc822")}
 
@@ -341,8 +345,8 @@ def _entries(
                 **per_day,
                 "id": _xml(tag).encode(),
                 "link": _xml(url).encode() if url else b"",
-                "rfc3339": rfc3339.encode(),
-                "rfc822": rfc822.encode(),
+                "rfc3339": rfc3339,
+                "rfc822": rfc822,
                 "why": _why(pick.why),
                 "members": _html_as_xml(", ".join(members)).encode(),
                 "paper": _html_as_xml(url or "").encode(),
@@ -351,7 +355,7 @@ def _entries(
                 "rank": str(pick.rank).encode(),
             }
             shape = (url is not None, more is not None, less is not None, bool(members))
-            entries.append(_Entry(item, shape, values))
+            entries.append(_Entry(_entry_templates(item, *shape), values))
     return entries, newest
 
 
@@ -443,9 +447,11 @@ def _entry_time(day: date, delivery: time, place: int, count: int) -> datetime:
 # Every reader's feed covers the same few days at the same delivery time, so the
 # formatted dates are shared; formatting them is a good part of a small feed's cost.
 @lru_cache(maxsize=256)
-def _day_stamps(day: date, delivery: time, count: int) -> tuple[tuple[str, str], ...]:
-    """The (RFC 3339, RFC 822) times of the `count` entries of one day, in rank order."""
-    return tuple(_stamp(_entry_time(day, delivery, place, count)) for place in range(count))
+def _day_stamps(day: date, delivery: time, count: int) -> tuple[tuple[bytes, bytes], ...]:
+    """The (RFC 3339, RFC 822) times of the `count` entries of one day, in rank order,
+    as they go into the XML (ASCII)."""
+    stamps = (_stamp(_entry_time(day, delivery, place, count)) for place in range(count))
+    return tuple((rfc3339.encode(), rfc822.encode()) for rfc3339, rfc822 in stamps)
 
 
 @lru_cache(maxsize=256)  # a day's feeds share their times
