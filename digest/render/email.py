@@ -654,10 +654,14 @@ def text_item_template(templates: str | None = None) -> jinja2.Template:
         return _text_environment(templates).get_template(TEXT_ITEM_TEMPLATE)
 
 
+#: The slots of a reason's parts: ("label0", "value0"), ("label1", "value1"), ...
+_WHY_SLOTS = tuple((f"label{n}", f"value{n}") for n in range(16))
+
+
 class _FilledItem:
     """One pick's HTML and text: its paper's fragments with this reader's values filled in.
 
-    The quoted-printable forms are made for the items the email shows (`_quoted_items`).
+    The quoted-printable forms are made for the items the email shows (`_quoted_bodies`).
     """
 
     __slots__ = ("_fragments", "_html_values", "_text_values", "html_size")
@@ -666,7 +670,7 @@ class _FilledItem:
         self._fragments = _item_fragments(
             templates, view.title, view.authors, view.abstract, view.extra_links, first,
             view.url is not None, view.more_url is not None, view.less_url is not None,
-            bool(view.members), tuple(bool(label) for label, _ in view.why),
+            bool(view.members), tuple([label != "" for label, _ in view.why]),
         )  # fmt: skip
         html = {
             "rank": str(view.rank),
@@ -676,8 +680,9 @@ class _FilledItem:
             "members": _html(view.members),
             "why": _html(view.why_text),
         }
-        for n, (label, value) in enumerate(view.why):
-            html[f"label{n}"], html[f"value{n}"] = _html(label), _html(value)
+        # `_why_parts` makes at most three parts.
+        for (label, value), (label_slot, value_slot) in zip(view.why, _WHY_SLOTS, strict=False):
+            html[label_slot], html[value_slot] = _html(label), _html(value)
         text = {
             "rank": html["rank"],
             "url": view.url or "",
