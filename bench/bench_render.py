@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Only light imports here: the render workers are spawned and import this module again.
-from common import CpuSteal, machine, peak_rss_mb, vocabulary, write_section
+from common import CpuSteal, loop_seconds, machine, peak_rss_mb, vocabulary, write_section
 
 from digest.records import Explanation, Pick, ReaderDigest, Recipient, StoredItem
 from digest.render.bundle import POOL_THRESHOLD, RenderContext, RenderJob, _workers, render_all
@@ -99,6 +99,7 @@ def main() -> None:
         authority="digest.example.org",
     )  # fmt: skip
     load = os.getloadavg()[0]
+    gauge = loop_seconds()
     runs, stolen = [], []
     for _ in range(args.repeat):
         started = time.perf_counter()
@@ -128,7 +129,8 @@ def main() -> None:
         f"CPU {cpu_s / args.readers / args.repeat * 1000:.1f} ms per reader (all processes, "
         "setup included)\n"
         f"- CPU time the hypervisor gave to other guests during each run (/proc/stat steal): "
-        f"{steals}\n"
+        f"{steals}; ten million Python additions took {gauge:.2f} s before the runs "
+        "(this machine's speed varies from hour to hour)\n"
         f"- Peak RSS: this process {peak_rss_mb():.0f} MB, largest worker {children:.0f} MB, "
         f"at most {peak_rss_mb() + workers * children:.0f} MB together (target < 1 GB)\n"
     )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import resource
+import time
 from pathlib import Path
 
 from digest.sysinfo import machine
 
-__all__ = ["CpuSteal", "machine", "peak_rss_mb", "vocabulary"]
+__all__ = ["CpuSteal", "loop_seconds", "machine", "peak_rss_mb", "vocabulary"]
 
 SEEDS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "seeds"
 
@@ -46,6 +47,19 @@ class CpuSteal:
             spent = [b - a for a, b in zip(self._start, end, strict=True)]
             total = sum(spent[:8])  # user nice system idle iowait irq softirq steal
             self.share = spent[7] / total if total else None
+
+
+def loop_seconds() -> float:
+    """Seconds this machine takes for ten million Python additions: a gauge of its speed.
+
+    The same code's time varies by up to half from hour to hour on a shared 2-core
+    machine; a run's result reads better beside this figure.
+    """
+    started = time.perf_counter()
+    total = 0
+    for n in range(10_000_000):
+        total += n
+    return time.perf_counter() - started
 
 
 def _cpu_ticks() -> list[int] | None:
