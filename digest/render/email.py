@@ -501,13 +501,13 @@ class _Probe:
 class _Shell:
     """A rendered page holding slots for its values and its items (`i0`, `i1`, ...).
 
-    Also kept as the pieces its quoted-printable form is made of (`quoted_page`): the
+    Also kept as the pieces its quoted-printable form is made of (`_quoted_page`): the
     text between its slots encoded once, here; each email encodes only its values
     (`_quoted_values`) and puts in each item's own encoding.
     """
 
     slotted: Slotted
-    #: The text around the slots, encoded (see `quoted_page`); None when the page
+    #: The text around the slots, encoded (see `_quoted_page`); None when the page
     #: cannot be encoded in pieces (then the body is encoded whole).
     quoted: tuple[bytes, ...] | None
     #: Each slot as it is filled in the encoded page: an item's number, or a value's name.
@@ -533,7 +533,7 @@ class _Shell:
         slots = tuple(
             int(name[1:]) if _ITEM_SLOT.fullmatch(name) else name for name in slotted.parts[1::2]
         )
-        return cls(slotted, quoted_page(slotted.parts), slots, tuple(derived), size)
+        return cls(slotted, _quoted_page(slotted.parts), slots, tuple(derived), size)
 
     def derive(self, values: dict[str, str]) -> dict[str, str]:
         """`values` with the derived slots' values added (a filter applied to a value)."""
@@ -574,7 +574,7 @@ class _Shell:
 _ITEM_SLOT = re.compile(r"i[0-9]+")
 
 
-def quoted_page(parts: tuple[str, ...]) -> tuple[bytes, ...] | None:
+def _quoted_page(parts: tuple[str, ...]) -> tuple[bytes, ...] | None:
     """The text around a page's slots (`Slotted.parts`) as quoted-printable pieces.
 
     Each piece is a `_qp_segment`: the page's last one ends in a line end, as a whole
