@@ -48,8 +48,8 @@ def die_with_parent(parent: int) -> None:
 def keep_heap() -> None:
     """Let this process reuse its freed memory for large buffers instead of the kernel's.
 
-    A render worker makes each reader's email, feeds and post (about 200 KB) and pickles
-    a chunk of them (a few MB) back to the parent, which unpickles it. glibc serves such
+    A render worker makes each reader's email, feeds and post (about 200 KB) and hands a
+    chunk of them (a few MB) back to the parent, which copies them out. glibc serves such
     sizes with a fresh mmap each time and unmaps them when freed, so every chunk paid
     again for zeroed pages: about 75 page faults per reader in a worker, a tenth of its
     CPU in the kernel. Served from the heap and kept there when freed, the same memory is

@@ -86,9 +86,7 @@ def test_workers_render_what_this_process_renders(
     if ring == "overflowing":
         monkeypatch.setattr(bundle, "_RING_SLOT", 20_000)  # two emails, not three
     if ring == "none":
-        monkeypatch.setattr(
-            bundle._Ring, "create", lambda slots, slot: bundle._Ring(None, None, slot)
-        )
+        monkeypatch.setattr(bundle._Ring, "create", lambda slots, slot: bundle._Ring(None, None))
     stowed, piped = [], []
     take = bundle._Ring.take
 
@@ -117,7 +115,7 @@ def test_a_task_stows_what_fits_in_its_slot_and_leaves_the_rest() -> None:
     spans = [span for _rendered, found in stowed for span in found.values()]
     assert spans and all(size <= start < end <= 2 * size for start, end in spans)
     assert view[:size] == bytes(size) and view[2 * size :] == bytes(size)
-    back = bundle._Ring(None, view, size).take(stowed)
+    back = bundle._Ring(None, view).take(stowed)
     assert [comparable(r) for r in back] == [comparable(r) for r in outputs]
 
 

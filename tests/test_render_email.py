@@ -310,18 +310,20 @@ def test_as_bytes_reads_back_as_the_email_package_would_write_it(body: str) -> N
     assert max(len(line) for line in body.split(b"\r\n")) <= 76  # RFC 2045's limit
 
 
-#: Lines of every length around the reuse threshold, "=", trailing blanks, non-ASCII.
-qp_lines = st.lists(
-    st.one_of(
-        st.text(st.sampled_from("ab =\t.é👩\r"), max_size=20),
-        st.builds(
-            lambda n, tail: "x" * n + tail,
-            st.integers(70, 400),
-            st.sampled_from(["", " ", "=", "é"]),
+def qp_texts(alphabet: str, tails: list[str], short: int, most: int) -> st.SearchStrategy:
+    """Lists of texts that test a quoted-printable encoder: short ones of `alphabet`, and
+    long runs around the 76-column limit that end in one of `tails`."""
+    return st.lists(
+        st.one_of(
+            st.text(st.sampled_from(alphabet), max_size=short),
+            st.builds(lambda n, tail: "x" * n + tail, st.integers(70, 400), st.sampled_from(tails)),
         ),
-    ),
-    max_size=12,
-).map("\n".join)
+        max_size=most,
+    )
+
+
+#: Lines of every length around the reuse threshold, "=", trailing blanks, non-ASCII.
+qp_lines = qp_texts("ab =\t.é👩\r", ["", " ", "=", "é"], 20, 12).map("\n".join)
 
 
 @given(qp_lines, st.booleans())
@@ -806,17 +808,7 @@ def test_bodies_made_of_encoded_pieces_decode_to_the_whole_bodies(digest: Reader
 
 #: Values and page text that test encoding in pieces: blanks at either end, "=", a lone
 #: dot, line ends inside and at the end, long runs with and without spaces, non-ASCII.
-qp_pieces = st.lists(
-    st.one_of(
-        st.text(st.sampled_from("ab =\t.é👩\n"), max_size=30),
-        st.builds(
-            lambda n, tail: "x" * n + tail,
-            st.integers(70, 400),
-            st.sampled_from(["", " ", "=", "é", "\n", " \n"]),
-        ),
-    ),
-    max_size=8,
-)
+qp_pieces = qp_texts("ab =\t.é👩\n", ["", " ", "=", "é", "\n", " \n"], 30, 8)
 
 
 @given(qp_pieces)

@@ -134,7 +134,7 @@ def render_all(jobs: Sequence[RenderJob], ctx: RenderContext) -> Iterator[Render
     if len(jobs) < POOL_THRESHOLD:
         yield from (render_job(job, ctx) for job in jobs)
         return
-    keep_heap()  # this process unpickles every chunk the workers return: a few MB each
+    keep_heap()  # this process takes in every chunk the workers return: a few MB each
     papers = Papers(jobs)
     ring = _Ring.create(_IN_FLIGHT, _RING_SLOT)
     with (
@@ -249,8 +249,8 @@ class _Ring:
     `/proc/<pid>/fd/<fd>`. Where either is missing, outputs go through the pipe.
     """
 
-    def __init__(self, fd: int | None, view: mmap.mmap | None, slot: int) -> None:
-        self._fd, self._view, self._slot = fd, view, slot
+    def __init__(self, fd: int | None, view: mmap.mmap | None) -> None:
+        self._fd, self._view = fd, view
 
     @classmethod
     def create(cls, slots: int, slot: int) -> _Ring:
@@ -258,15 +258,15 @@ class _Ring:
         try:
             fd = os.memfd_create("digest-render", os.MFD_CLOEXEC)
         except (AttributeError, OSError):
-            return cls(None, None, slot)
+            return cls(None, None)
         try:
             os.ftruncate(fd, slots * slot)
             if not os.path.exists(f"/proc/{os.getpid()}/fd/{fd}"):
                 raise OSError("no /proc")
-            return cls(fd, mmap.mmap(fd, slots * slot), slot)
+            return cls(fd, mmap.mmap(fd, slots * slot))
         except OSError:
             os.close(fd)
-            return cls(None, None, slot)
+            return cls(None, None)
 
     @property
     def path(self) -> str | None:

@@ -95,6 +95,7 @@ def render_post(
     path = post_path(digest.day, digest.name)  # refuses a bad name before any rendering
     title = post_title(digest, recipient)
     entries = [_entry(digest, pick, links) for pick in digest.picks]
+    spaces = _page_spaces(templates)
     text = render(
         TEMPLATE,
         templates,
@@ -107,7 +108,7 @@ def render_post(
         intro=escape_markdown(_intro(digest, recipient)),
         entries=entries,
         entry_text=[
-            _entry_text(entry, pick.item, templates)
+            _entry_text(entry, pick.item, templates, spaces)
             for entry, pick in zip(entries, digest.picks, strict=True)
         ],
         is_team=digest.is_team,
@@ -281,9 +282,9 @@ def _why(why: Explanation) -> str:
     return _escape_punctuation(why.shown())
 
 
-def _entry_text(entry: _Entry, item: StoredItem, templates: str | None) -> str:
+def _entry_text(entry: _Entry, item: StoredItem, templates: str | None, spaces: bool) -> str:
     """One pick's markdown: its paper's fragment with this post's values filled in."""
-    fragment = _entry_fragment(item, bool(entry.members), templates, _page_spaces(templates))
+    fragment = _entry_fragment(item, bool(entry.members), templates, spaces)
     values = {"rank": str(entry.rank), "title": entry.title, "why": entry.why}
     return fragment.fill({**values, "members": entry.members})
 
